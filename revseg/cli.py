@@ -1,0 +1,163 @@
+"""The `revseg` command: parse arguments, get a session, call the pipeline, summarise.
+
+`revseg run` segments customers; `revseg generate` writes a sample lake. Errors that revseg
+understands end the command with one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from revseg import __version__
+from revseg.errors import ConfigError, RevsegError
+
+logger = logging.getLogger("revseg")
+
+DEFAULT_CONFIG = Path("conf/local.yaml")
+EXIT_ERROR = 2
+EXIT_UNEXPECTED = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="revseg", description="Segment customers by revenue on Spark and Delta Lake."
+    )
+    parser.add_argument("--version", action="version", version=f"revseg {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="compute segments and write the Delta tables")
+    run.add_argument(
+        "--config",
+        type=Path,
+        help=f"YAML config file (default: {DEFAULT_CONFIG} if it exists, else built-in defaults)",
+    )
+    run.add_argument("--from", dest="first", metavar="YYYY-MM", help="first month to compute")
+    run.add_argument("--to", dest="last", metavar="YYYY-MM", help="last month to compute")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key by its dotted path, value as YAML (repeatable)",
+    )
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging, tracebacks")
+
+    generate = commands.add_parser("generate", help="write a sample transaction lake")
+    generate.add_argument("--output", required=True, help="where to write the lake")
+    generate.add_argument("--rows", type=int, default=200_000)
+    generate.add_argument("--customers", type=int, default=None,
+                          help="distinct customers (default: rows / 20)")
+    generate.add_argument("--start", type=date.fromisoformat, default=date(2023, 1, 1))
+    generate.add_argument("--end", type=date.fromisoformat, default=date(2024, 12, 31))
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--format", default="parquet", choices=("parquet", "delta", "csv", "json"))
+    generate.add_argument("--overwrite", action="store_true", help="replace an existing lake")
+    generate.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="config overrides for the Spark session, e.g. spark.spark.driver.memory=4g",
+    )
+    generate.add_argument("--verbose", "-v", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "generate":
+            return _generate(args)
+    except RevsegError as err:
+        print(f"revseg: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("revseg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # anything else: one line, the traceback only with --verbose
+        logger.debug("unexpected error", exc_info=True)
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        print(
+            f"revseg: error: {type(err).__name__}: {first_line} "
+            "(run with --verbose for the full traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
+    return EXIT_ERROR
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    # pyspark logs every failed query as a JSON blob; revseg reports errors itself.
+    logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from revseg.config import load_config
+
+    path = getattr(args, "config", None)
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    return load_config(path, args.overrides)
+
+
+def _month(text: str | None, flag: str) -> Any:
+    from revseg.periods import Month
+
+    if text is None:
+        return None
+    try:
+        return Month.parse(text)
+    except ValueError as err:
+        raise ConfigError(f"{flag}: {err}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from revseg.pipeline import run_segmentation
+    from revseg.session import get_session
+    from revseg.summary import format_summary
+
+    config = _load(args)
+    first, last = _month(args.first, "--from"), _month(args.last, "--to")
+    if first and last and last < first:
+        raise ConfigError(f"--to {last} is before --from {first}")
+    spark = get_session(config.spark)
+    result = run_segmentation(spark, config, first, last)
+    print(format_summary(result, config))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from revseg.io.lake import write_lake
+    from revseg.sample import SampleSpec, sample_transactions
+    from revseg.session import get_session
+
+    config = _load(args)
+    try:
+        spec = SampleSpec(
+            rows=args.rows,
+            customers=args.customers or max(1, args.rows // 20),
+            start=args.start,
+            end=args.end,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        raise ConfigError(f"generate: {err}") from None
+    spark = get_session(config.spark)
+    write_lake(sample_transactions(spark, spec), args.output, args.format,
+               overwrite=args.overwrite)
+    print(f"wrote {spec.rows} transactions of {spec.customers} customers "
+          f"({spec.start} to {spec.end}, seed {spec.seed}) to {args.output}")
+    return 0

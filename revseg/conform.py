@@ -1,0 +1,74 @@
+"""Conform: map a source's columns to the canonical transaction contract and cast them.
+
+Casting uses `try_cast`, so a value that does not parse becomes null instead of failing
+the whole job; the validation stage then tells "missing" from "did not parse" by looking
+at the raw value kept beside the typed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from revseg.contract import CANONICAL_TYPES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from revseg.errors import SourceError
+
+# Canonical columns whose raw text is kept, so that unparseable values can be told apart.
+RAW_CHECKED = ("amount", "transaction_ts")
+
+
+def raw_name(canonical: str) -> str:
+    return f"_raw_{canonical}"
+
+
+def quoted(name: str) -> Column:
+    """A column by its exact name: dots and other characters are not interpreted."""
+    return F.col(f"`{name}`")
+
+
+def resolve_columns(
+    available: list[str], mapping: Mapping[str, str], source_path: str
+) -> dict[str, str]:
+    """The source column for each canonical column present; fails on a missing required one."""
+    resolved: dict[str, str] = {}
+    lower = {c.lower(): c for c in available}
+    for canonical in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
+        wanted = mapping.get(canonical, canonical)
+        column = wanted if wanted in available else lower.get(wanted.lower())
+        if column is not None:
+            resolved[canonical] = column
+        elif canonical in REQUIRED_COLUMNS:
+            how = (
+                f"mapped by source.columns.{canonical}"
+                if canonical in mapping
+                else f"set source.columns.{canonical} to the source's name for it"
+            )
+            raise SourceError(
+                f"required column {canonical!r} not found: the source {source_path} has no "
+                f"column {wanted!r} ({how}); its columns are: {', '.join(sorted(available))}"
+            )
+        elif canonical in mapping:
+            raise SourceError(
+                f"column {wanted!r} (source.columns.{canonical}) not found in the source "
+                f"{source_path}; its columns are: {', '.join(sorted(available))}"
+            )
+    return resolved
+
+
+def conform_transactions(source: DataFrame, columns: Mapping[str, str]) -> DataFrame:
+    """Canonical, typed columns (plus raw text of the checked ones) from resolved columns.
+
+    `columns` maps canonical names to the source's columns (see `resolve_columns`).
+    Optional canonical columns absent from the source come out as typed nulls.
+    """
+    selected: list[Column] = []
+    for canonical, dtype in CANONICAL_TYPES.items():
+        if canonical in columns:
+            selected.append(quoted(columns[canonical]).try_cast(dtype).alias(canonical))
+        else:
+            selected.append(F.lit(None).cast(dtype).alias(canonical))
+    for canonical in RAW_CHECKED:
+        selected.append(quoted(columns[canonical]).cast("string").alias(raw_name(canonical)))
+    return source.select(*selected)

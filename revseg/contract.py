@@ -1,0 +1,88 @@
+"""The canonical transaction contract (input) and the output table schemas."""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+MONEY = DecimalType(18, 2)
+
+REQUIRED_COLUMNS: dict[str, DataType] = {
+    "transaction_id": StringType(),
+    "customer_id": StringType(),
+    "transaction_ts": TimestampType(),
+    "amount": MONEY,
+    "currency": StringType(),
+}
+OPTIONAL_COLUMNS: dict[str, DataType] = {
+    "transaction_type": StringType(),
+    "original_transaction_id": StringType(),
+    "channel": StringType(),
+    "market": StringType(),
+    "product_category": StringType(),
+    "quantity": LongType(),
+    "cost": MONEY,
+}
+CANONICAL_COLUMNS: tuple[str, ...] = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+CANONICAL_TYPES: dict[str, DataType] = {**REQUIRED_COLUMNS, **OPTIONAL_COLUMNS}
+
+CUSTOMER_SEGMENTS = "customer_segments"
+TIER_BOUNDARIES = "tier_boundaries"
+
+CUSTOMER_SEGMENTS_SCHEMA = StructType(
+    [
+        StructField("customer_id", StringType(), False),
+        StructField("period", StringType(), False),
+        StructField("period_grain", StringType(), False),
+        StructField("segment", StringType(), False),
+        StructField("revenue", MONEY, False),
+        StructField("orders", LongType(), False),
+        StructField("avg_order_value", MONEY, True),
+        StructField("first_transaction_ts", TimestampType(), True),
+        StructField("last_transaction_ts", TimestampType(), True),
+        StructField("active_days", IntegerType(), False),
+    ]
+)
+CUSTOMER_SEGMENTS_PARTITIONS = ("segment", "period")
+
+TIER_BOUNDARIES_SCHEMA = StructType(
+    [
+        StructField("period", StringType(), False),
+        StructField("period_grain", StringType(), False),
+        StructField("segment", StringType(), False),
+        StructField("min_revenue", MONEY, True),
+        StructField("customers", LongType(), False),
+        StructField("revenue", MONEY, False),
+        StructField("revenue_share", DoubleType(), True),
+    ]
+)
+TIER_BOUNDARIES_PARTITIONS = ("period",)
+
+# Columns every period row carries besides the metrics; used to order and key joins.
+PERIOD_KEYS = ("period_grain", "period")
+
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "CANONICAL_TYPES",
+    "CUSTOMER_SEGMENTS",
+    "CUSTOMER_SEGMENTS_PARTITIONS",
+    "CUSTOMER_SEGMENTS_SCHEMA",
+    "MONEY",
+    "OPTIONAL_COLUMNS",
+    "PERIOD_KEYS",
+    "REQUIRED_COLUMNS",
+    "TIER_BOUNDARIES",
+    "TIER_BOUNDARIES_PARTITIONS",
+    "TIER_BOUNDARIES_SCHEMA",
+    "DateType",
+]

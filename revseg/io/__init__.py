@@ -1,0 +1,1 @@
+"""Everything that touches storage: the transaction source and the Delta tables."""

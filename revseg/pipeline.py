@@ -1,0 +1,329 @@
+"""The run: read -> conform -> validate -> periods -> metrics -> tiers -> write.
+
+This is the only module that knows the whole order. Spark's work happens in three jobs:
+the first scans the transactions once (shuffled once, by customer) and caches the customer
+x period rows while computing the cut points; the second counts the tier boundaries from
+that cache; the third writes the customer segments from it. Counts for reconciliation are
+taken with `observe` in the scan itself, not by extra scans.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
+
+from revseg import contract
+from revseg.config import Config
+from revseg.conform import conform_transactions, resolve_columns
+from revseg.errors import RunError
+from revseg.io import paths
+from revseg.io.delta_tables import ensure_table, replace_periods
+from revseg.io.source import prune_to_days, read_source
+from revseg.metrics import (
+    average_order_value,
+    deduplicate,
+    month_aggregates,
+    roll_up,
+    to_money,
+    transaction_facts,
+)
+from revseg.periods import Month, PeriodPlan, plan_periods
+from revseg.quality import reason_counts, with_rejection_reason
+from revseg.tiers import assign_segments, cut_points, tier_boundaries
+
+logger = logging.getLogger(__name__)
+
+_CUTS_SCHEMA = StructType(
+    [
+        StructField("period_grain", StringType(), False),
+        StructField("period", StringType(), False),
+        StructField("cut_points", ArrayType(LongType()), True),
+    ]
+)
+
+
+@dataclass
+class RunResult:
+    """What a run did: for the summary, the tests and (later) the run log."""
+
+    run_id: str
+    output_path: str
+    periods: dict[str, tuple[str, ...]]
+    boundaries: list[dict[str, Any]]
+    counts: dict[str, int]
+    table_versions: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def table_path(self, name: str) -> str:
+        return paths.join(self.output_path, name)
+
+
+class StageTimer:
+    """Logs each stage with its duration and keeps the durations for the summary."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        logger.info("stage %s ...", stage)
+        yield
+        elapsed = time.perf_counter() - started
+        self.seconds[stage] = round(elapsed, 2)
+        logger.info("stage %s done in %.1f s", stage, elapsed)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by start time, unique by its random tail."""
+    moment = now or datetime.now(timezone.utc)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def table_path(config: Config, name: str) -> str:
+    return paths.join(config.output.path, name)
+
+
+def run_segmentation(
+    spark: SparkSession,
+    config: Config,
+    first: Month | None = None,
+    last: Month | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """Compute and write the segments of the requested months (all months when None)."""
+    run_id = run_id or new_run_id()
+    timer = StageTimer()
+    if (first is None) != (last is None):
+        first = first or last
+        last = last or first
+    plan = plan_periods(config.periods.grains, first, last) if first and last else None
+    logger.info("run %s: %s", run_id, _describe_request(plan))
+
+    with timer("read"):
+        transactions, observations = _prepare(spark, config, plan)
+
+    customer_periods = transactions.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with timer("aggregate and cut points"):
+            cut_rows = cut_points(
+                customer_periods, config.tiers.levels, config.tiers.accuracy
+            ).collect()
+        cuts = spark.createDataFrame(cut_rows, _CUTS_SCHEMA)
+        segmented = assign_segments(customer_periods, cuts, config.tiers.levels)
+
+        with timer("tier boundaries"):
+            boundary_rows = [
+                row.asDict()
+                for row in tier_boundaries(segmented, cuts, config.tiers.levels).collect()
+            ]
+        counts = _collect_counts(observations)
+        periods = _periods_to_write(plan, boundary_rows, config.periods.grains)
+        _reconcile(counts, boundary_rows, periods)
+
+        with timer("write"):
+            versions = _write_tables(
+                spark, config, _segments_output(segmented), boundary_rows, periods, run_id
+            )
+    finally:
+        customer_periods.unpersist()
+
+    result = RunResult(
+        run_id=run_id,
+        output_path=config.output.path,
+        periods=periods,
+        boundaries=sorted(boundary_rows, key=_boundary_order(config)),
+        counts=counts,
+        table_versions=versions,
+        stage_seconds=timer.seconds,
+    )
+    logger.info("run %s succeeded: %s", run_id, counts)
+    return result
+
+
+def _describe_request(plan: PeriodPlan | None) -> str:
+    if plan is None:
+        return "every period present in the source"
+    return f"periods {', '.join(plan.all_periods)} (reading months {plan.read_from} to " \
+        f"{plan.read_to})"
+
+
+def _prepare(
+    spark: SparkSession, config: Config, plan: PeriodPlan | None
+) -> tuple[DataFrame, dict[str, Observation]]:
+    """The lazy plan from the source to customer x period rows, with its observations."""
+    source = read_source(spark, config.source)
+    columns = resolve_columns(source.columns, config.source.columns, config.source.path)
+    if plan is not None:
+        # One day either side: the lake is partitioned by date in its own time zone,
+        # periods are cut in periods.timezone; rows outside the months are dropped below.
+        source = prune_to_days(
+            source,
+            config.source,
+            plan.read_from.first_day() - timedelta(days=1),
+            plan.read_to.last_day() + timedelta(days=1),
+        )
+    checked = with_rejection_reason(
+        conform_transactions(source, columns), config.revenue.reporting_currency
+    )
+    facts = transaction_facts(checked, config.periods.timezone, keep=("reason",))
+    in_range = F.lit(True)
+    if plan is not None:
+        in_range = F.col("month_idx").between(plan.read_from.index, plan.read_to.index)
+    valid = F.col("reason").isNull()
+    input_obs = Observation("input")
+    facts = facts.observe(
+        input_obs,
+        *reason_counts(),
+        F.count(F.when(valid & ~in_range, 1)).alias("outside_range"),
+    ).where(valid & in_range)
+
+    unique = deduplicate(facts.repartition("customer_id"))
+    unique_obs = Observation("unique")
+    unique = unique.observe(
+        unique_obs,
+        F.count(F.lit(1)).alias("valid_rows"),
+        F.sum(F.col("copies") - 1).alias("duplicate"),
+        *_revenue_by_grain(config.periods.grains, plan),
+    )
+    months = month_aggregates(unique)
+    period_filter = plan.all_periods if plan is not None else None
+    customer_periods = roll_up(months, config.periods.grains, period_filter)
+    return customer_periods, {"input": input_obs, "unique": unique_obs}
+
+
+def _revenue_by_grain(grains: tuple[str, ...], plan: PeriodPlan | None) -> list[Any]:
+    """Valid revenue in the months each grain writes: what its output must add up to."""
+    sums = []
+    for name in grains:
+        cents = F.col("amount_cents")
+        if plan is not None:
+            first, last = plan.months_of(name)
+            cents = F.when(F.col("month_idx").between(first.index, last.index), cents)
+        sums.append(F.coalesce(F.sum(cents), F.lit(0)).alias(f"revenue_cents_{name}"))
+    return sums
+
+
+def _collect_counts(observations: dict[str, Observation]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for observation in observations.values():
+        counts.update({k: int(v or 0) for k, v in observation.get.items()})
+    return counts
+
+
+def _periods_to_write(
+    plan: PeriodPlan | None, boundaries: list[dict[str, Any]], grains: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    """Requested periods (all must have data), or every period the data produced."""
+    found: dict[str, set[str]] = {name: set() for name in grains}
+    for row in boundaries:
+        if row["customers"] > 0:
+            found[row["period_grain"]].add(row["period"])
+    if plan is None:
+        if not any(found.values()):
+            raise RunError("the source holds no valid transactions: nothing to segment")
+        return {name: tuple(sorted(found[name])) for name in grains}
+    empty = [p for name in grains for p in plan.periods[name] if p not in found[name]]
+    if empty:
+        raise RunError(
+            f"no valid transactions for period(s) {', '.join(empty)}: nothing was written, "
+            "because replacing those periods with nothing would delete them"
+        )
+    return dict(plan.periods)
+
+
+def _reconcile(
+    counts: dict[str, int],
+    boundaries: list[dict[str, Any]],
+    periods: dict[str, tuple[str, ...]],
+) -> None:
+    """Valid revenue in must equal revenue out, to the cent, for every grain."""
+    for grain, labels in periods.items():
+        written = sum(
+            int(row["revenue"] * 100)
+            for row in boundaries
+            if row["period_grain"] == grain and row["period"] in labels
+        )
+        expected = counts.get(f"revenue_cents_{grain}", 0)
+        if written != expected:
+            raise RunError(
+                f"reconciliation failed for {grain} periods: valid transactions add up to "
+                f"{expected / 100:.2f}, the segments to {written / 100:.2f}; nothing was written"
+            )
+
+
+def _segments_output(segmented: DataFrame) -> DataFrame:
+    revenue = to_money("revenue_cents")
+    return segmented.select(
+        "customer_id",
+        "period",
+        "period_grain",
+        "segment",
+        revenue.alias("revenue"),
+        F.col("orders").cast("long").alias("orders"),
+        average_order_value(revenue, F.col("orders")).alias("avg_order_value"),
+        "first_transaction_ts",
+        "last_transaction_ts",
+        "active_days",
+    )
+
+
+def _write_tables(
+    spark: SparkSession,
+    config: Config,
+    segments: DataFrame,
+    boundary_rows: list[dict[str, Any]],
+    periods: dict[str, tuple[str, ...]],
+    run_id: str,
+) -> dict[str, int]:
+    """customer_segments, then tier_boundaries: each one atomic commit over the periods."""
+    all_periods = [p for labels in periods.values() for p in labels]
+    segments_path = table_path(config, contract.CUSTOMER_SEGMENTS)
+    boundaries_path = table_path(config, contract.TIER_BOUNDARIES)
+    ensure_table(
+        spark,
+        segments_path,
+        contract.CUSTOMER_SEGMENTS_SCHEMA,
+        contract.CUSTOMER_SEGMENTS_PARTITIONS,
+    )
+    ensure_table(
+        spark, boundaries_path, contract.TIER_BOUNDARIES_SCHEMA, contract.TIER_BOUNDARIES_PARTITIONS
+    )
+    written_periods = set(all_periods)
+    boundaries = spark.createDataFrame(
+        [row for row in boundary_rows if row["period"] in written_periods],
+        contract.TIER_BOUNDARIES_SCHEMA,
+    )
+    return {
+        contract.CUSTOMER_SEGMENTS: replace_periods(
+            segments, segments_path, all_periods, contract.CUSTOMER_SEGMENTS_PARTITIONS, run_id
+        ),
+        contract.TIER_BOUNDARIES: replace_periods(
+            boundaries, boundaries_path, all_periods, contract.TIER_BOUNDARIES_PARTITIONS, run_id
+        ),
+    }
+
+
+def _boundary_order(config: Config) -> Any:
+    grain_rank = {name: i for i, name in enumerate(config.periods.grains)}
+    segment_rank = {level.name: i for i, level in enumerate(config.tiers.levels)}
+
+    def key(row: dict[str, Any]) -> tuple[int, str, int]:
+        return (
+            grain_rank.get(row["period_grain"], 99),
+            row["period"],
+            segment_rank.get(row["segment"], len(segment_rank)),
+        )
+
+    return key

@@ -1,0 +1,67 @@
+"""The SparkSession: reuse the one a cluster gives, or build a local one with Delta.
+
+Under spark-submit or on Databricks the session (and its Delta set-up) belongs to the
+platform and is used as it is. Only a plain `python` process with no session builds one:
+local mode, Delta from pip, loopback networking.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
+
+LOCAL_DEFAULTS: dict[str, str] = {
+    "spark.master": "local[*]",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.databricks.delta.schema.autoMerge.enabled": "false",
+}
+
+
+def launched_by_platform() -> bool:
+    """True under spark-submit (its Python runner passes a gateway to the JVM it started)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_session(settings: Mapping[str, str], app_name: str = "revseg") -> SparkSession:
+    """The active session, the platform's, or a new local one with Delta and `settings`."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        logger.info("using the active Spark session (master %s)", active.sparkContext.master)
+        return active
+    if launched_by_platform():
+        session = SparkSession.builder.appName(app_name).getOrCreate()
+        logger.info("using the Spark session of spark-submit (master %s)",
+                    session.sparkContext.master)
+        return session
+    return build_local_session(settings, app_name)
+
+
+def build_local_session(settings: Mapping[str, str], app_name: str = "revseg") -> SparkSession:
+    """Local mode with Delta from pip; `settings` override the defaults."""
+    from delta import configure_spark_with_delta_pip
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = {**LOCAL_DEFAULTS, **settings}
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    if "spark.jars" in conf:  # offline: Delta's jars given as local paths
+        session = builder.getOrCreate()
+    else:
+        session = configure_spark_with_delta_pip(builder).getOrCreate()
+    session.sparkContext.setLogLevel(conf.get("spark.log.level", "WARN"))
+    logger.info("started a local Spark session (%s)", conf["spark.master"])
+    return session

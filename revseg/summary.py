@@ -1,0 +1,69 @@
+"""The one-screen summary printed at the end of a run (plain text, no Spark)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from revseg.config import NO_REVENUE_SEGMENT, Config
+from revseg.contract import CUSTOMER_SEGMENTS, TIER_BOUNDARIES
+from revseg.pipeline import RunResult
+from revseg.quality import ROW_REASONS
+
+PERIODS_SHOWN = 3
+
+
+def format_summary(result: RunResult, config: Config, periods_shown: int = PERIODS_SHOWN) -> str:
+    """Periods written, customers and revenue share per tier, where the tables are."""
+    segments = [level.name for level in config.tiers.levels] + [NO_REVENUE_SEGMENT]
+    lines = [f"revseg run {result.run_id} succeeded", ""]
+    by_period: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for row in result.boundaries:
+        by_period[(row["period_grain"], row["period"])][row["segment"]] = row
+
+    for grain, periods in result.periods.items():
+        if not periods:
+            continue
+        span = periods[0] if len(periods) == 1 else f"{periods[0]} .. {periods[-1]}"
+        lines.append(f"{grain}: {len(periods)} period(s) written ({span})")
+        header = f"  {'period':<10}" + "".join(f"{s:>20}" for s in segments) + f"{'revenue':>16}"
+        lines.append(header)
+        for period in periods[-periods_shown:]:
+            rows = by_period[(grain, period)]
+            total = sum((r["revenue"] for r in rows.values()), Decimal(0))
+            cells = "".join(f"{_cell(rows.get(s)):>20}" for s in segments)
+            lines.append(f"  {period:<10}{cells}{total:>16,.2f}")
+        if len(periods) > periods_shown:
+            lines.append(f"  ... {len(periods) - periods_shown} earlier period(s) not shown")
+        lines.append("")
+    lines.append("  cells: customers (share of the period's revenue)")
+    lines.append("")
+    lines.append(_counts_line(result.counts))
+    lines.append("tables:")
+    for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES):
+        version = result.table_versions.get(name)
+        lines.append(f"  {result.table_path(name)}  (Delta version {version})")
+    timing = ", ".join(f"{stage} {sec:.1f}s" for stage, sec in result.stage_seconds.items())
+    lines.append(f"stages: {timing}")
+    return "\n".join(lines)
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None or row["customers"] == 0:
+        return "0"
+    share = row["revenue_share"]
+    return f"{row['customers']:,} ({share:.1%})" if share is not None else f"{row['customers']:,}"
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    rejected = {r: counts.get(r, 0) for r in ROW_REASONS if counts.get(r, 0)}
+    parts = [
+        f"rows read {counts.get('input_rows', 0):,}",
+        f"counted {counts.get('valid_rows', 0):,}",
+        f"duplicates dropped {counts.get('duplicate', 0):,}",
+        f"outside the months {counts.get('outside_range', 0):,}",
+    ]
+    if rejected:
+        parts.append("not counted: " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()))
+    return "; ".join(parts)

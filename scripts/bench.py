@@ -1,0 +1,268 @@
+"""Benchmark revseg against an equivalent DuckDB query on the same sample lake.
+
+The DuckDB run is a yardstick: it does the same work in-process on one machine, so the
+ratio shows how much time revseg spends on Spark and Delta overhead. Both outputs are
+cross-checked so a fast but wrong result cannot go unnoticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "2023-01-01", "2024-12-31"
+
+SEGMENTS_SQL = """
+WITH src AS (
+    SELECT customer_id, transaction_id, CAST(transaction_ts AS TIMESTAMPTZ) AS ts, amount
+    FROM read_parquet('{lake_glob}', hive_partitioning = true)
+    WHERE currency = 'USD'
+      AND customer_id IS NOT NULL AND trim(customer_id) <> ''
+      AND transaction_id IS NOT NULL
+      AND amount IS NOT NULL
+      AND transaction_ts IS NOT NULL
+),
+tx AS (
+    SELECT DISTINCT ON (customer_id, transaction_id)
+        customer_id, ts, ts AT TIME ZONE 'UTC' AS ts_utc, CAST(amount * 100 AS BIGINT) AS cents
+    FROM src
+),
+monthly AS (
+    SELECT customer_id,
+           CAST(date_trunc('month', ts_utc) AS DATE) AS month_start,
+           CAST(sum(cents) AS BIGINT) AS revenue_cents,
+           count(*) AS orders,
+           min(ts) AS first_ts,
+           max(ts) AS last_ts,
+           count(DISTINCT CAST(ts_utc AS DATE)) AS active_days
+    FROM tx
+    GROUP BY ALL
+),
+periods AS (
+    SELECT customer_id, 'month' AS period_grain, strftime(month_start, '%Y-%m') AS period,
+           revenue_cents, orders, first_ts, last_ts, active_days
+    FROM monthly
+    UNION ALL BY NAME
+    SELECT customer_id, 'quarter' AS period_grain,
+           year(month_start) || '-Q' || quarter(month_start) AS period,
+           CAST(sum(revenue_cents) AS BIGINT) AS revenue_cents,
+           CAST(sum(orders) AS BIGINT) AS orders,
+           min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+           CAST(sum(active_days) AS BIGINT) AS active_days
+    FROM monthly
+    GROUP BY ALL
+    UNION ALL BY NAME
+    SELECT customer_id, 'year' AS period_grain, CAST(year(month_start) AS VARCHAR) AS period,
+           CAST(sum(revenue_cents) AS BIGINT) AS revenue_cents,
+           CAST(sum(orders) AS BIGINT) AS orders,
+           min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+           CAST(sum(active_days) AS BIGINT) AS active_days
+    FROM monthly
+    GROUP BY ALL
+),
+cuts AS (
+    SELECT period_grain, period,
+           quantile_disc(revenue_cents, [0.99, 0.90, 0.50, 0.0]) AS q
+    FROM periods
+    WHERE revenue_cents > 0
+    GROUP BY ALL
+)
+SELECT p.customer_id, p.period, p.period_grain,
+       CASE WHEN p.revenue_cents <= 0 THEN 'no_revenue'
+            WHEN p.revenue_cents >= c.q[1] THEN 'platinum'
+            WHEN p.revenue_cents >= c.q[2] THEN 'gold'
+            WHEN p.revenue_cents >= c.q[3] THEN 'silver'
+            ELSE 'bronze' END AS segment,
+       CAST(CAST(p.revenue_cents AS DECIMAL(38, 0)) * 0.01 AS DECIMAL(18, 2)) AS revenue,
+       p.orders,
+       CAST(CAST(sign(p.revenue_cents) * ((2 * abs(CAST(p.revenue_cents AS HUGEINT)) + p.orders)
+            // (2 * p.orders)) AS DECIMAL(38, 0)) * 0.01 AS DECIMAL(18, 2)) AS avg_order_value,
+       p.first_ts AS first_transaction_ts,
+       p.last_ts AS last_transaction_ts,
+       p.active_days
+FROM periods AS p
+LEFT JOIN cuts AS c USING (period_grain, period)
+"""
+
+
+def sql_str(path: Path | str) -> str:
+    """Quote a path as a SQL string literal; COPY targets cannot be bound parameters."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def spark_env() -> dict[str, str]:
+    """Pin Spark to loopback so the benchmark does not depend on host networking."""
+    return {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+def run_checked(cmd: list[str], what: str) -> None:
+    """Run a subprocess from the repo root; on failure show its stderr tail and exit."""
+    proc = subprocess.run(
+        cmd, check=False, cwd=ROOT, env=spark_env(), stderr=subprocess.PIPE, text=True
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.splitlines()[-40:])
+        print(f"{what} failed (exit {proc.returncode}); stderr tail:\n{tail}", file=sys.stderr)
+        sys.exit(proc.returncode or 1)
+
+
+def ensure_lake(lake: Path, rows: int, seed: int) -> None:
+    """Generate the sample lake once; it is reused across runs to keep timings comparable."""
+    if (lake / "_SUCCESS").exists() or any(lake.glob("transaction_date=*")):
+        return
+    print(f"generating {rows} rows into {lake}")
+    lake.parent.mkdir(parents=True, exist_ok=True)
+    customers = max(1000, rows // 20)
+    cmd = [sys.executable, "-m", "revseg", "generate", "--rows", str(rows), "--seed", str(seed)]
+    cmd += ["--start", START, "--end", END, "--customers", str(customers), "--output", str(lake)]
+    run_checked(cmd, "revseg generate")
+
+
+def run_revseg(lake: Path, out: Path) -> float:
+    """Time a full revseg run as a user sees it: JVM start and Delta commits included."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "revseg", "run", "--config", "conf/bench.yaml"]
+    cmd += ["--set", f"source.path={lake}", "--set", f"output.path={out}"]
+    start = time.perf_counter()
+    run_checked(cmd, "revseg run")
+    return time.perf_counter() - start
+
+
+def run_duckdb(lake: Path, out: Path, threads: int) -> float:
+    """Compute the same segments with DuckDB and return wall-clock seconds incl. connecting."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spill = out.with_name(out.name + ".tmp")
+    query = SEGMENTS_SQL.format(lake_glob=str(lake / "*" / "*.parquet").replace("'", "''"))
+    start = time.perf_counter()
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET threads = {int(threads)}")
+        con.execute(f"SET temp_directory = {sql_str(spill)}")
+        con.execute(
+            f"COPY ({query}) TO {sql_str(out)} (FORMAT parquet, PARTITION_BY (segment, period))"
+        )
+    finally:
+        con.close()
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(spill, ignore_errors=True)
+    return elapsed
+
+
+def summarise(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[dict[Any, Any], ...]:
+    """Return per-period (rows, revenue) and per-(period, segment) customer counts."""
+    totals = con.execute(
+        f"SELECT period_grain, period, count(*), sum(revenue) FROM {relation} GROUP BY ALL"
+    ).fetchall()
+    segments = con.execute(
+        f"SELECT period_grain, period, segment, count(*) FROM {relation} GROUP BY ALL"
+    ).fetchall()
+    return (
+        {(g, p): (n, Decimal(str(rev))) for g, p, n, rev in totals},
+        {(g, p, s): n for g, p, s, n in segments},
+    )
+
+
+def cross_check(revseg_table: Path, duckdb_out: Path) -> list[str]:
+    """Compare both outputs: exact rows and revenue per period, tiers within a tolerance.
+
+    Tier counts can differ slightly because Spark uses approximate percentiles.
+    """
+    from deltalake import DeltaTable
+
+    cols = ["period_grain", "period", "segment", "revenue"]
+    spark_tbl = DeltaTable(str(revseg_table)).to_pyarrow_table(columns=cols)
+    duck_glob = sql_str(duckdb_out / "*" / "*" / "*.parquet")
+    con = duckdb.connect()
+    try:
+        con.register("spark_tbl", spark_tbl)
+        con.execute(
+            f"CREATE VIEW duck_tbl AS SELECT {', '.join(cols)} FROM read_parquet({duck_glob}, "
+            "hive_partitioning = true, hive_types_autocast = false)"
+        )
+        s_totals, s_segments = summarise(con, "spark_tbl")
+        d_totals, d_segments = summarise(con, "duck_tbl")
+    finally:
+        con.close()
+    problems: list[str] = []
+    for key in sorted(s_totals.keys() | d_totals.keys()):
+        (s_n, s_rev), (d_n, d_rev) = s_totals.get(key, (0, 0)), d_totals.get(key, (0, 0))
+        if s_n != d_n:
+            problems.append(f"rows {key[0]} {key[1]}: revseg={s_n} duckdb={d_n}")
+        if s_rev != d_rev:
+            problems.append(f"revenue {key[0]} {key[1]}: revseg={s_rev} duckdb={d_rev}")
+    for key in sorted(s_segments.keys() | d_segments.keys()):
+        s_n, d_n = s_segments.get(key, 0), d_segments.get(key, 0)
+        period_rows = d_totals.get(key[:2], (0, 0))[0]
+        if abs(s_n - d_n) > 0.02 * period_rows + 2:
+            problems.append(f"segment {key[0]} {key[1]} {key[2]}: revseg={s_n} duckdb={d_n}")
+    return problems
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="transactions in the lake")
+    parser.add_argument("--seed", type=int, default=7, help="generator seed")
+    parser.add_argument("--data-dir", type=Path, default=Path("data/bench"), help="lake/out root")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--skip-revseg", action="store_true", help="do not run revseg")
+    parser.add_argument("--skip-duckdb", action="store_true", help="do not run DuckDB")
+    parser.add_argument("--keep-output", action="store_true", help="keep the outputs afterwards")
+    return parser.parse_args(argv)
+
+
+def fmt(value: float | None) -> str:
+    """Format seconds or a ratio for the results table."""
+    return "-" if value is None else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and return the process exit code."""
+    args = parse_args(argv)
+    data_dir = args.data_dir if args.data_dir.is_absolute() else ROOT / args.data_dir
+    lake = data_dir / f"lake-{args.rows}-seed{args.seed}"
+    out = data_dir / f"out-{args.rows}"
+    ensure_lake(lake, args.rows, args.seed)
+    shutil.rmtree(out, ignore_errors=True)
+    revseg_s = duckdb_s = ratio = None
+    problems: list[str] = []
+    try:
+        if not args.skip_revseg:
+            revseg_s = run_revseg(lake, out / "revseg")
+        if not args.skip_duckdb:
+            duckdb_s = run_duckdb(lake, out / "duckdb", os.cpu_count() or 1)
+        if revseg_s is not None and duckdb_s is not None:
+            ratio = revseg_s / duckdb_s
+            problems = cross_check(out / "revseg" / "customer_segments", out / "duckdb")
+    finally:
+        if not args.keep_output:
+            shutil.rmtree(out, ignore_errors=True)
+    print(f"{'rows':>12} {'revseg_s':>10} {'duckdb_s':>10} {'ratio':>8}")
+    print(f"{args.rows:>12} {fmt(revseg_s):>10} {fmt(duckdb_s):>10} {fmt(ratio):>8}")
+    checked = ratio is not None
+    print("cross-check: " + ("skipped" if not checked else "ok" if not problems else "FAILED"))
+    for problem in problems:
+        print(f"  {problem}")
+    if args.json:
+        result = {"rows": args.rows, "seed": args.seed, "revseg_seconds": revseg_s}
+        result |= {"duckdb_seconds": duckdb_s, "ratio": ratio}
+        result["cross_check"] = problems or ("ok" if checked else "skipped")
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

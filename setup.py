@@ -1,0 +1,42 @@
+"""revseg: customer revenue segmentation on Apache Spark and Delta Lake."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+VERSION = "0.1.0"
+
+setup(
+    name="revseg",
+    version=VERSION,
+    description="Customer revenue segmentation on Apache Spark and Delta Lake",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["revseg", "revseg.*"]),
+    package_data={"revseg": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        # Tested together: delta-spark 4.3.1 allows pyspark up to 4.1.1 and
+        # resolves io.delta:delta-spark_4.1_2.13:4.3.1 on the JVM side.
+        "pyspark==4.1.1",
+        "delta-spark==4.3.1",
+        "pyyaml>=6.0,<7",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "chispa==0.12.0",
+            "hypothesis>=6.100,<7",
+            "deltalake>=1.1,<2",
+            "duckdb>=1.3,<3",
+            "pyarrow>=18",
+        ],
+        "bench": ["duckdb>=1.3,<3", "deltalake>=1.1,<2", "pyarrow>=18"],
+        "dev": ["ruff>=0.6", "mypy>=1.10"],
+    },
+    entry_points={"console_scripts": ["revseg=revseg.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Database",
+    ],
+)
