@@ -128,8 +128,8 @@ def run_segmentation(
                 row.asDict()
                 for row in tier_boundaries(segmented, cuts, config.tiers.levels).collect()
             ]
-        counts = _collect_counts(observations)
         periods = _periods_to_write(plan, boundary_rows, config.periods.grains)
+        counts = _collect_counts(observations)
         _reconcile(counts, boundary_rows, periods)
 
         with timer("write"):

@@ -1,0 +1,113 @@
+"""Metrics: month aggregates from hand-built rows, every grain rolled up from months."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from chispa import assert_df_equality
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from revseg.metrics import (
+    average_order_value,
+    deduplicate,
+    month_aggregates,
+    roll_up,
+    to_cents,
+    to_money,
+    transaction_facts,
+)
+from revseg.periods import Month
+
+TX_SCHEMA = "customer_id string, transaction_id string, transaction_ts timestamp, amount decimal(18,2)"
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def test_cents_round_trip_is_exact(spark: SparkSession) -> None:
+    values = [Decimal("0.01"), Decimal("-12.34"), Decimal("9999999999999999.99"), Decimal("0.10")]
+    frame = spark.createDataFrame([(v,) for v in values], "amount decimal(18,2)")
+    rows = frame.select(to_cents("amount").alias("c"), to_money(to_cents("amount")).alias("m"))
+    result = rows.collect()
+    assert [r["c"] for r in result] == [1, -1234, 999999999999999999, 10]
+    assert [r["m"] for r in result] == values
+
+
+def test_month_aggregates_and_rollup(spark: SparkSession) -> None:
+    rows = [
+        ("a", "t1", ts("2024-01-05 10:00:00"), Decimal("10.00")),
+        ("a", "t2", ts("2024-01-05 18:00:00"), Decimal("5.50")),
+        ("a", "t3", ts("2024-02-10 09:00:00"), Decimal("1.25")),
+        ("a", "t4", ts("2024-04-01 00:00:00"), Decimal("100.00")),
+        ("b", "t5", ts("2024-03-31 23:59:59"), Decimal("7.00")),
+    ]
+    tx = spark.createDataFrame(rows, TX_SCHEMA)
+    months = month_aggregates(transaction_facts(tx, "UTC"))
+    per_period = roll_up(months, ("month", "quarter", "year"))
+    expected = spark.createDataFrame(
+        [
+            ("a", "month", "2024-01", 1550, 2, ts("2024-01-05 10:00:00"), ts("2024-01-05 18:00:00"), 1),
+            ("a", "month", "2024-02", 125, 1, ts("2024-02-10 09:00:00"), ts("2024-02-10 09:00:00"), 1),
+            ("a", "month", "2024-04", 10000, 1, ts("2024-04-01 00:00:00"), ts("2024-04-01 00:00:00"), 1),
+            ("a", "quarter", "2024-Q1", 1675, 3, ts("2024-01-05 10:00:00"), ts("2024-02-10 09:00:00"), 2),
+            ("a", "quarter", "2024-Q2", 10000, 1, ts("2024-04-01 00:00:00"), ts("2024-04-01 00:00:00"), 1),
+            ("a", "year", "2024", 11675, 4, ts("2024-01-05 10:00:00"), ts("2024-04-01 00:00:00"), 3),
+            ("b", "month", "2024-03", 700, 1, ts("2024-03-31 23:59:59"), ts("2024-03-31 23:59:59"), 1),
+            ("b", "quarter", "2024-Q1", 700, 1, ts("2024-03-31 23:59:59"), ts("2024-03-31 23:59:59"), 1),
+            ("b", "year", "2024", 700, 1, ts("2024-03-31 23:59:59"), ts("2024-03-31 23:59:59"), 1),
+        ],
+        "customer_id string, period_grain string, period string, revenue_cents long, orders long, "
+        "first_transaction_ts timestamp, last_transaction_ts timestamp, active_days int",
+    )
+    assert_df_equality(
+        per_period, expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=True
+    )
+
+
+def test_time_zone_moves_a_transaction_into_the_next_month(spark: SparkSession) -> None:
+    tx = spark.createDataFrame([("a", "t1", ts("2024-03-31 23:30:00"), Decimal("1.00"))], TX_SCHEMA)
+    utc = month_aggregates(transaction_facts(tx, "UTC")).first()
+    berlin = month_aggregates(transaction_facts(tx, "Europe/Berlin")).first()
+    assert utc is not None and berlin is not None
+    assert utc["month_idx"] == Month.parse("2024-03").index
+    assert berlin["month_idx"] == Month.parse("2024-04").index
+
+
+def test_rollup_keeps_only_requested_periods(spark: SparkSession) -> None:
+    rows = [("a", f"t{m}", ts(f"2024-{m:02d}-15 12:00:00"), Decimal("1.00")) for m in range(1, 13)]
+    months = month_aggregates(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
+    kept = roll_up(months, ("month", "quarter", "year"), ["2024-03", "2024-Q1", "2024"])
+    got = {(r["period"], r["revenue_cents"]) for r in kept.collect()}
+    assert got == {("2024-03", 100), ("2024-Q1", 300), ("2024", 1200)}
+
+
+def test_active_days_count_distinct_days_across_months(spark: SparkSession) -> None:
+    days = ["2024-01-01", "2024-01-01", "2024-01-31", "2024-02-01", "2024-02-29", "2024-03-01"]
+    rows = [("a", f"t{i}", ts(f"{d} 08:00:00"), Decimal("1.00")) for i, d in enumerate(days)]
+    months = month_aggregates(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
+    result = {r["period"]: r["active_days"] for r in roll_up(months, ("month", "quarter")).collect()}
+    assert result == {"2024-01": 2, "2024-02": 2, "2024-03": 1, "2024-Q1": 5}
+
+
+def test_deduplicate_keeps_earliest_copy_and_counts_copies(spark: SparkSession) -> None:
+    rows = [
+        ("a", "t1", ts("2024-01-05 10:00:00"), Decimal("10.00")),
+        ("a", "t1", ts("2024-01-05 10:00:00"), Decimal("10.00")),
+        ("a", "t1", ts("2024-01-04 10:00:00"), Decimal("12.00")),
+        ("b", "t1", ts("2024-01-05 10:00:00"), Decimal("3.00")),
+    ]
+    unique = deduplicate(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
+    got = sorted((r["customer_id"], r["amount_cents"], r["copies"]) for r in unique.collect())
+    assert got == [("a", 1200, 3), ("b", 300, 1)]
+
+
+def test_average_order_value_rounds_half_up_and_handles_no_orders(spark: SparkSession) -> None:
+    frame = spark.createDataFrame(
+        [(Decimal("0.05"), 2), (Decimal("10.00"), 3), (Decimal("5.00"), 0)],
+        "revenue decimal(18,2), orders long",
+    )
+    got = [r[0] for r in frame.select(average_order_value(F.col("revenue"), F.col("orders"))).collect()]
+    assert got == [Decimal("0.03"), Decimal("3.33"), None]

@@ -1,0 +1,260 @@
+"""The whole job on a small generated lake: tables, reconciliation, re-runs, pruning.
+
+Outputs are read back with delta-rs (an independent Delta reader) and the input's revenue is
+computed independently with DuckDB over the same Parquet files.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from revseg import contract
+from revseg.config import Config, load_config
+from revseg.errors import RunError, SourceError
+from revseg.io.source import prune_to_days, read_source
+from revseg.periods import Month
+from revseg.pipeline import run_segmentation
+from revseg.sample import SampleSpec, sample_transactions
+from tests.conftest import write_lake
+
+SPEC = SampleSpec(rows=6000, customers=400, start=date(2024, 1, 1), end=date(2024, 6, 30), seed=3)
+
+
+@pytest.fixture(scope="module")
+def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The sample lake plus rows revseg must not count: a duplicate and a foreign currency."""
+    path = tmp_path_factory.mktemp("lake") / "transactions"
+    frame = sample_transactions(spark, SPEC)
+    first = frame.limit(1)
+    extra = first.unionByName(
+        first.withColumn("transaction_id", F.lit("EUR-1")).withColumn("currency", F.lit("EUR"))
+    )
+    return write_lake(frame.unionByName(extra), path)
+
+
+def config_for(lake: str, out: Path, *overrides: str) -> Config:
+    return load_config(None, [f"source.path={lake}", f"output.path={out}", *overrides])
+
+
+def read_delta(path: str) -> list[dict[str, Any]]:
+    return DeltaTable(path).to_pyarrow_table().to_pylist()
+
+
+def expected_revenue(lake: str) -> dict[tuple[str, str], Decimal]:
+    """Revenue per (grain, period) straight from the Parquet files, deduplicated, USD only."""
+    sql = f"""
+        SET TimeZone = 'UTC';
+        WITH tx AS (
+            SELECT DISTINCT ON (customer_id, transaction_id) *
+            FROM read_parquet('{lake}/*/*.parquet', hive_partitioning = true)
+            WHERE currency = 'USD'
+        )
+        SELECT 'month', strftime(transaction_ts, '%Y-%m'), sum(amount) FROM tx GROUP BY 2
+        UNION ALL
+        SELECT 'quarter', strftime(transaction_ts, '%Y') || '-Q' || quarter(transaction_ts),
+               sum(amount) FROM tx GROUP BY 2
+        UNION ALL
+        SELECT 'year', strftime(transaction_ts, '%Y'), sum(amount) FROM tx GROUP BY 2
+    """
+    con = duckdb.connect()
+    statements = [s for s in sql.split(";") if s.strip()]
+    for statement in statements[:-1]:
+        con.execute(statement)
+    rows = con.execute(statements[-1]).fetchall()
+    return {(g, p): Decimal(v) for g, p, v in rows}
+
+
+def revenue_by_period(rows: list[dict[str, Any]]) -> dict[tuple[str, str], Decimal]:
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        totals[(row["period_grain"], row["period"])] += row["revenue"]
+    return dict(totals)
+
+
+@pytest.fixture(scope="module")
+def full_run(spark: SparkSession, lake: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    out = tmp_path_factory.mktemp("out")
+    config = config_for(lake, out)
+    return config, run_segmentation(spark, config)
+
+
+def test_tables_are_standard_delta_read_back_by_delta_rs(spark: SparkSession, full_run: Any) -> None:
+    config, result = full_run
+    segments_path = result.table_path(contract.CUSTOMER_SEGMENTS)
+    boundaries_path = result.table_path(contract.TIER_BOUNDARIES)
+
+    segments = DeltaTable(segments_path)
+    assert segments.metadata().partition_columns == ["segment", "period"]
+    assert DeltaTable(boundaries_path).metadata().partition_columns == ["period"]
+    arrow_schema = segments.to_pyarrow_table().schema
+    assert arrow_schema.names == [f.name for f in contract.CUSTOMER_SEGMENTS_SCHEMA.fields]
+    assert str(arrow_schema.field("revenue").type) == "decimal128(18, 2)"
+    assert str(arrow_schema.field("orders").type) == "int64"
+
+    for path, schema in (
+        (segments_path, contract.CUSTOMER_SEGMENTS_SCHEMA),
+        (boundaries_path, contract.TIER_BOUNDARIES_SCHEMA),
+    ):
+        names = schema.fieldNames()
+        by_spark = sorted(tuple(r) for r in spark.read.format("delta").load(path).select(*names)
+                          .collect())
+        by_delta_rs = sorted(tuple(r[n] for n in names) for r in read_delta(path))
+        assert len(by_spark) > 0
+        assert by_spark == [tuple(_naive(v) for v in row) for row in by_delta_rs]
+
+
+def _naive(value: Any) -> Any:
+    """delta-rs returns UTC-aware timestamps, Spark (session in UTC) naive ones."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def test_revenue_per_period_reconciles_to_the_cent(full_run: Any, lake: str) -> None:
+    _, result = full_run
+    written = revenue_by_period(read_delta(result.table_path(contract.CUSTOMER_SEGMENTS)))
+    expected = expected_revenue(lake)
+    assert written == expected
+    assert len(expected) == 6 + 2 + 1
+    boundaries = revenue_by_period(read_delta(result.table_path(contract.TIER_BOUNDARIES)))
+    assert boundaries == expected
+    assert result.counts["input_rows"] == SPEC.rows + 2
+    assert result.counts["duplicate"] == 1
+    assert result.counts["missing_fx_rate"] == 1
+    assert result.counts["valid_rows"] == SPEC.rows
+
+
+def test_segments_follow_cut_points(full_run: Any) -> None:
+    _, result = full_run
+    boundaries = read_delta(result.table_path(contract.TIER_BOUNDARIES))
+    cut = {(b["period"], b["segment"]): b["min_revenue"] for b in boundaries}
+    order = ["platinum", "gold", "silver", "bronze"]
+    for row in read_delta(result.table_path(contract.CUSTOMER_SEGMENTS)):
+        if row["revenue"] <= 0:
+            assert row["segment"] == "no_revenue"
+            continue
+        reached = [s for s in order if row["revenue"] >= cut[(row["period"], s)]]
+        assert row["segment"] == reached[0], row
+    shares = defaultdict(float)
+    for b in boundaries:
+        shares[b["period"]] += b["revenue_share"] or 0.0
+    assert all(abs(total - 1.0) < 1e-9 for total in shares.values())
+
+
+def test_one_file_per_partition_and_run_id_in_commit(full_run: Any) -> None:
+    _, result = full_run
+    path = result.table_path(contract.CUSTOMER_SEGMENTS)
+    files = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()
+    per_partition = defaultdict(int)
+    for action in files:
+        per_partition[(action["partition.segment"], action["partition.period"])] += 1
+    assert per_partition and max(per_partition.values()) == 1
+    for table in (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES):
+        last = DeltaTable(result.table_path(table)).history(1)[0]
+        assert last["userMetadata"] == result.run_id
+        assert "replaceWhere" in str(last.get("operationParameters", {})) or last["operation"]
+
+
+def test_rerun_changes_nothing_and_one_month_run_touches_only_its_periods(
+    spark: SparkSession, lake: str, tmp_path: Path
+) -> None:
+    config = config_for(lake, tmp_path / "out")
+    first = run_segmentation(spark, config)
+    path = first.table_path(contract.CUSTOMER_SEGMENTS)
+    rows_before = sorted(map(_key, read_delta(path)))
+    files_before = _files_by_period(path)
+
+    again = run_segmentation(spark, config)
+    assert sorted(map(_key, read_delta(path))) == rows_before  # same contents, no duplicates
+    assert again.table_versions[contract.CUSTOMER_SEGMENTS] > first.table_versions[
+        contract.CUSTOMER_SEGMENTS]
+    files_after_rerun = _files_by_period(path)
+
+    march = run_segmentation(spark, config, Month.parse("2024-03"), Month.parse("2024-03"))
+    assert march.periods == {"month": ("2024-03",), "quarter": ("2024-Q1",), "year": ("2024",)}
+    files_after = _files_by_period(path)
+    touched = {"2024-03", "2024-Q1", "2024"}
+    for period, files in files_after_rerun.items():
+        if period in touched:
+            assert files_after[period].isdisjoint(files)  # rewritten whole
+        else:
+            assert files_after[period] == files  # not a file changed
+    assert sorted(map(_key, read_delta(path))) == rows_before  # same data gives same rows
+    assert set(files_before) == set(files_after)
+
+
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(_naive(row[f.name]) for f in contract.CUSTOMER_SEGMENTS_SCHEMA.fields)
+
+
+def _files_by_period(path: str) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = defaultdict(set)
+    for action in pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist():
+        result[action["partition.period"]].add(action["path"])
+    return dict(result)
+
+
+def test_month_run_reads_only_needed_partitions(spark: SparkSession, lake: str) -> None:
+    config = config_for(lake, Path("/unused"))
+    source = read_source(spark, config.source)
+    pruned = prune_to_days(source, config.source, date(2024, 2, 29), date(2024, 4, 1))
+    plan = pruned._jdf.queryExecution().executedPlan().toString()  # noqa: SLF001
+    assert "PartitionFilters: [" in plan and "transaction_date" in plan
+    read = pruned.select(F.input_file_name().alias("f")).distinct().collect()
+    days = {r["f"].split("transaction_date=")[1].split("/")[0] for r in read}
+    assert min(days) == "2024-02-29" and max(days) == "2024-04-01"
+    assert len(days) == 33
+
+
+def test_empty_requested_period_fails_and_writes_nothing(
+    spark: SparkSession, lake: str, tmp_path: Path
+) -> None:
+    config = config_for(lake, tmp_path / "out")
+    run_segmentation(spark, config, Month.parse("2024-02"), Month.parse("2024-02"))
+    path = str(tmp_path / "out" / contract.CUSTOMER_SEGMENTS)
+    version = DeltaTable(path).version()
+    with pytest.raises(RunError, match="no valid transactions for period"):
+        run_segmentation(spark, config, Month.parse("2025-02"), Month.parse("2025-02"))
+    assert DeltaTable(path).version() == version
+
+
+def test_missing_column_names_the_column_and_key(
+    spark: SparkSession, lake: str, tmp_path: Path
+) -> None:
+    config = config_for(lake, tmp_path / "out", "source.columns.amount=net_amount")
+    with pytest.raises(SourceError) as info:
+        run_segmentation(spark, config)
+    message = str(info.value)
+    assert "'amount'" in message and "'net_amount'" in message
+    assert "source.columns.amount" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_source_path(spark: SparkSession, tmp_path: Path) -> None:
+    config = config_for(str(tmp_path / "nowhere"), tmp_path / "out")
+    with pytest.raises(SourceError, match="source.path .* does not exist"):
+        run_segmentation(spark, config)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "delta"])
+def test_other_source_formats_give_the_same_revenue(
+    spark: SparkSession, lake: str, tmp_path: Path, fmt: str
+) -> None:
+    copy = write_lake(spark.read.parquet(lake), tmp_path / f"lake_{fmt}", fmt)
+    config = config_for(copy, tmp_path / "out", f"source.format={fmt}",
+                        "periods.grains=[quarter]")
+    result = run_segmentation(spark, config)
+    written = revenue_by_period(read_delta(result.table_path(contract.CUSTOMER_SEGMENTS)))
+    expected = {k: v for k, v in expected_revenue(lake).items() if k[0] == "quarter"}
+    assert written == expected
