@@ -1,0 +1,143 @@
+"""spark-submit on a real Spark standalone cluster (a master and two workers on 127.0.0.1).
+
+The job is submitted exactly as the README shows: Delta from --packages, revseg's package
+zip through --py-files, conf/cluster.yaml with the paths overridden.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pyspark
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+
+from revseg.sample import SampleSpec, sample_transactions
+from tests.conftest import write_lake
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[1]
+SPARK_HOME = Path(pyspark.__file__).parent
+DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.3.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spark_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SPARK_HOME=str(SPARK_HOME),
+        SPARK_LOCAL_IP="127.0.0.1",
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        SPARK_NO_DAEMONIZE="1",
+    )
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    env.pop("PYSPARK_GATEWAY_SECRET", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("cluster")
+    port, ui = free_port(), free_port()
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    logs = []
+    procs = []
+
+    def start(name: str, *args: str) -> None:
+        log = open(work / f"{name}.log", "w")  # noqa: SIM115 -- closed below
+        logs.append(log)
+        procs.append(subprocess.Popen([spark_class, *args], env=spark_env(), stdout=log,
+                                      stderr=subprocess.STDOUT, cwd=work))
+
+    master = f"spark://127.0.0.1:{port}"
+    start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+          "--port", str(port), "--webui-port", str(ui))
+    for i in (1, 2):
+        start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+              "--cores", "1", "--memory", "2g", "--webui-port", str(free_port()),
+              "--work-dir", str(work / f"w{i}"), master)
+    try:
+        _wait_for_workers(ui, 2, timeout=120)
+        yield master
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for log in logs:
+            log.close()
+
+
+def _wait_for_workers(ui_port: int, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=5) as r:
+                state = json.load(r)
+            if sum(w.get("state") == "ALIVE" for w in state.get("workers", [])) >= count:
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"{count} Spark workers did not register within {timeout} s")
+
+
+def test_spark_submit_on_standalone_cluster(
+    cluster: str, spark: SparkSession, tmp_path: Path
+) -> None:
+    spec = SampleSpec(rows=3000, customers=200, start=date(2024, 1, 1), end=date(2024, 3, 31))
+    lake = write_lake(sample_transactions(spark, spec), tmp_path / "lake")
+    out = tmp_path / "out"
+    subprocess.run(["bash", str(REPO / "scripts" / "build_dist.sh")], check=True, cwd=REPO,
+                   env=spark_env(), capture_output=True)
+    command = [
+        str(SPARK_HOME / "bin" / "spark-submit"),
+        "--master", cluster,
+        "--packages", DELTA_PACKAGE,
+        "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
+        "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "--conf", "spark.driver.host=127.0.0.1",
+        "--conf", "spark.executor.memory=1g",
+        "--conf", "spark.sql.shuffle.partitions=4",
+        "--py-files", str(REPO / "dist" / "revseg.zip"),
+        str(REPO / "jobs" / "segment_revenue.py"),
+        "--config", str(REPO / "conf" / "cluster.yaml"),
+        "--set", f"source.path={lake}",
+        "--set", f"output.path={out}",
+    ]
+    # Run from an unrelated directory: nothing may depend on the repository as cwd.
+    done = subprocess.run(command, cwd=tmp_path, env=spark_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "succeeded" in done.stdout
+    assert f"master {cluster}" in done.stderr  # the platform's session, not a local one
+
+    segments = DeltaTable(str(out / "customer_segments"))
+    assert segments.metadata().partition_columns == ["segment", "period"]
+    rows = segments.to_pyarrow_table().to_pylist()
+    periods = {r["period"] for r in rows}
+    assert periods == {"2024-01", "2024-02", "2024-03", "2024-Q1", "2024"}
+    local = spark.read.parquet(lake).agg({"amount": "sum"}).first()
+    assert local is not None
+    year_total = sum(r["revenue"] for r in rows if r["period"] == "2024")
+    assert year_total == local[0]
