@@ -1,6 +1,6 @@
 """spark-submit / Databricks entry point: the arguments of `revseg run`.
 
-    spark-submit ... jobs/segment_revenue.py --config conf/cluster.yaml [--from 2024-03]
+spark-submit ... jobs/segment_revenue.py --config conf/cluster.yaml [--from 2024-03]
 """
 
 import sys

@@ -52,15 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="write a sample transaction lake")
     generate.add_argument("--output", required=True, help="where to write the lake")
     generate.add_argument("--rows", type=int, default=200_000)
-    generate.add_argument("--customers", type=int, default=None,
-                          help="distinct customers (default: rows / 20)")
+    generate.add_argument(
+        "--customers", type=int, default=None, help="distinct customers (default: rows / 20)"
+    )
     generate.add_argument("--start", type=date.fromisoformat, default=date(2023, 1, 1))
     generate.add_argument("--end", type=date.fromisoformat, default=date(2024, 12, 31))
     generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("--format", default="parquet", choices=("parquet", "delta", "csv", "json"))
+    generate.add_argument(
+        "--format", default="parquet", choices=("parquet", "delta", "csv", "json")
+    )
     generate.add_argument("--overwrite", action="store_true", help="replace an existing lake")
     generate.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="config overrides for the Spark session, e.g. spark.spark.driver.memory=4g",
     )
     generate.add_argument("--verbose", "-v", action="store_true")
@@ -156,8 +163,9 @@ def _generate(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(f"generate: {err}") from None
     spark = get_session(config.spark)
-    write_lake(sample_transactions(spark, spec), args.output, args.format,
-               overwrite=args.overwrite)
-    print(f"wrote {spec.rows} transactions of {spec.customers} customers "
-          f"({spec.start} to {spec.end}, seed {spec.seed}) to {args.output}")
+    write_lake(sample_transactions(spark, spec), args.output, args.format, overwrite=args.overwrite)
+    print(
+        f"wrote {spec.rows} transactions of {spec.customers} customers "
+        f"({spec.start} to {spec.end}, seed {spec.seed}) to {args.output}"
+    )
     return 0

@@ -206,8 +206,10 @@ def _split_key(key: str) -> list[str]:
 
 def _build(cls: Any, raw: Any, path: str) -> Any:
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"config key '{path.rstrip('.') or '(top level)'}': expected a mapping, "
-                          f"got {_kind(raw)}")
+        raise ConfigError(
+            f"config key '{path.rstrip('.') or '(top level)'}': expected a mapping, "
+            f"got {_kind(raw)}"
+        )
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     for key in raw:

@@ -6,14 +6,14 @@ back into `decimal(18,2)` once, at the end.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from revseg.contract import MONEY
-from revseg.periods import local_date, month_index, period_memberships
+from revseg.periods import local_date, month_index, period_starts, period_label, grain_name
 
 _ONE_CENT = Decimal("0.01")
 
@@ -46,16 +46,24 @@ def transaction_facts(
     )
 
 
-def deduplicate(facts: DataFrame) -> DataFrame:
+def deduplicate(facts: DataFrame, timezone: str) -> DataFrame:
     """One row per (customer_id, transaction_id), with `copies` counting how many came in.
 
     Of several copies the earliest (by timestamp, then smallest amount) is kept, so the
-    choice does not depend on file or task order.
+    choice does not depend on file or task order. Two hash aggregations on fixed-width
+    values (a min over a struct would force a sort of every transaction); month and day are
+    derived from the kept timestamp afterwards.
     """
-    kept = F.min(F.struct("transaction_ts", "amount_cents", "month_idx", "day")).alias("kept")
-    return facts.groupBy("customer_id", "transaction_id").agg(
-        kept, F.count(F.lit(1)).alias("copies")
-    ).select("customer_id", "transaction_id", "kept.*", "copies")
+    per_instant = facts.groupBy("customer_id", "transaction_id", "transaction_ts").agg(
+        F.min("amount_cents").alias("amount_cents"), F.count(F.lit(1)).alias("copies")
+    )
+    kept = per_instant.groupBy("customer_id", "transaction_id").agg(
+        F.min("transaction_ts").alias("transaction_ts"),
+        F.min_by("amount_cents", "transaction_ts").alias("amount_cents"),
+        F.sum("copies").alias("copies"),
+    )
+    day = local_date("transaction_ts", timezone)
+    return kept.select("*", month_index(day).alias("month_idx"), F.dayofmonth(day).alias("day"))
 
 
 def day_bit(day_of_month: Column) -> Column:
@@ -75,24 +83,39 @@ def month_aggregates(facts: DataFrame) -> DataFrame:
 
 
 def roll_up(
-    months: DataFrame, grains: Sequence[str], periods: Sequence[str] | None = None
+    months: DataFrame,
+    grains: Sequence[str],
+    start_ranges: Mapping[str, tuple[int, int]] | None = None,
 ) -> DataFrame:
     """Customer x period for every grain, from month aggregates only (no second scan).
 
-    `periods`, when given, keeps only those period labels (a run over a month range).
-    Active days add up because the months of a period do not overlap.
+    `start_ranges`, when given, keeps per grain only the periods whose first month index
+    lies in the range (a run over a month range). Active days add up because the months of
+    a period do not overlap. Grouping is on integer keys; labels are made afterwards.
     """
-    memberships = months.select(
-        "*", F.explode(period_memberships("month_idx", grains)).alias("p")
-    ).select("*", "p.period_grain", "p.period")
-    if periods is not None:
-        memberships = memberships.where(F.col("period").isin(list(periods)))
-    return memberships.groupBy("customer_id", "period_grain", "period").agg(
+    exploded = months.select("*", F.inline(period_starts("month_idx", grains)))
+    if start_ranges is not None:
+        wanted = F.lit(False)
+        for i, name in enumerate(grains):
+            first, last = start_ranges[name]
+            wanted = wanted | ((F.col("grain_idx") == i) & F.col("start_idx").between(first, last))
+        exploded = exploded.where(wanted)
+    totals = exploded.groupBy("customer_id", "grain_idx", "start_idx").agg(
         F.sum("revenue_cents").alias("revenue_cents"),
         F.sum("orders").alias("orders"),
         F.min("first_transaction_ts").alias("first_transaction_ts"),
         F.max("last_transaction_ts").alias("last_transaction_ts"),
         F.sum(F.bit_count("day_mask")).cast("int").alias("active_days"),
+    )
+    return totals.select(
+        "customer_id",
+        grain_name(F.col("grain_idx"), grains).alias("period_grain"),
+        period_label(F.col("grain_idx"), F.col("start_idx"), grains).alias("period"),
+        "revenue_cents",
+        "orders",
+        "first_transaction_ts",
+        "last_transaction_ts",
+        "active_days",
     )
 
 

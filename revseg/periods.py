@@ -89,9 +89,13 @@ class CalendarGrain:
         start = self.start_of(month)
         return start, start + (self.months - 1)
 
+    def start_col(self, month_index: Column) -> Column:
+        """The month index at which the period containing `month_index` starts."""
+        return month_index - F.pmod(month_index, F.lit(self.months))
+
     def label_col(self, month_index: Column) -> Column:
         """The period label of a month index column, by the same formula as `label`."""
-        start = month_index - F.pmod(month_index, F.lit(self.months))
+        start = self.start_col(month_index)
         year = F.floor(start / 12).cast("int")
         month = (F.pmod(start, F.lit(12)) + 1).cast("int")
         quarter = (F.floor((month - 1) / 3) + 1).cast("int")
@@ -127,6 +131,13 @@ class PeriodPlan:
     def months_of(self, grain: str) -> tuple[Month, Month]:
         """First and last month covered by the periods of `grain` that the run writes."""
         return GRAINS[grain].span(self.first)[0], GRAINS[grain].span(self.last)[1]
+
+    def start_ranges(self) -> dict[str, tuple[int, int]]:
+        """Per grain, the first month index of the first and of the last period written."""
+        return {
+            name: (GRAINS[name].start_of(self.first).index, GRAINS[name].start_of(self.last).index)
+            for name in self.periods
+        }
 
 
 def plan_periods(grains: Sequence[str], first: Month, last: Month) -> PeriodPlan:
@@ -176,12 +187,28 @@ def month_index(day: Column | str) -> Column:
     return F.year(day_col) * 12 + F.month(day_col) - 1
 
 
-def period_memberships(month_idx: Column | str, grains: Sequence[str]) -> Column:
-    """An array of (period_grain, period) structs: every period a month row rolls up into."""
+def period_starts(month_idx: Column | str, grains: Sequence[str]) -> Column:
+    """An array of (grain_idx, start_idx) structs: every period a month row rolls up into.
+
+    Integers, not labels: grouping on them is much cheaper than on strings, and labels are
+    made once per output row afterwards (`period_label`).
+    """
     idx = F.col(month_idx) if isinstance(month_idx, str) else month_idx
     return F.array(
         *[
-            F.struct(F.lit(name).alias("period_grain"), GRAINS[name].label_col(idx).alias("period"))
-            for name in grains
+            F.struct(F.lit(i).alias("grain_idx"), GRAINS[name].start_col(idx).alias("start_idx"))
+            for i, name in enumerate(grains)
         ]
     )
+
+
+def grain_name(grain_idx: Column, grains: Sequence[str]) -> Column:
+    return F.element_at(F.array(*[F.lit(name) for name in grains]), grain_idx + 1)
+
+
+def period_label(grain_idx: Column, start_idx: Column, grains: Sequence[str]) -> Column:
+    """The label of the period of grain number `grain_idx` that starts at `start_idx`."""
+    label: Column = F.lit(None).cast("string")
+    for i in reversed(range(len(grains))):
+        label = F.when(grain_idx == i, GRAINS[grains[i]].label_col(start_idx)).otherwise(label)
+    return label

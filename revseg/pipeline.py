@@ -155,8 +155,9 @@ def run_segmentation(
 def _describe_request(plan: PeriodPlan | None) -> str:
     if plan is None:
         return "every period present in the source"
-    return f"periods {', '.join(plan.all_periods)} (reading months {plan.read_from} to " \
-        f"{plan.read_to})"
+    return (
+        f"periods {', '.join(plan.all_periods)} (reading months {plan.read_from} to {plan.read_to})"
+    )
 
 
 def _prepare(
@@ -189,7 +190,7 @@ def _prepare(
         F.count(F.when(valid & ~in_range, 1)).alias("outside_range"),
     ).where(valid & in_range)
 
-    unique = deduplicate(facts.repartition("customer_id"))
+    unique = deduplicate(facts.repartition("customer_id"), config.periods.timezone)
     unique_obs = Observation("unique")
     unique = unique.observe(
         unique_obs,
@@ -198,8 +199,8 @@ def _prepare(
         *_revenue_by_grain(config.periods.grains, plan),
     )
     months = month_aggregates(unique)
-    period_filter = plan.all_periods if plan is not None else None
-    customer_periods = roll_up(months, config.periods.grains, period_filter)
+    start_ranges = plan.start_ranges() if plan is not None else None
+    customer_periods = roll_up(months, config.periods.grains, start_ranges)
     return customer_periods, {"input": input_obs, "unique": unique_obs}
 
 

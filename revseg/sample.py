@@ -124,8 +124,9 @@ def sample_transactions(spark: SparkSession, spec: SampleSpec) -> DataFrame:
     cents = F.least(
         F.greatest(F.round(F.exp(scale + order_noise) * 100), F.lit(50)), F.lit(50_000_000)
     ).cast("long")
-    quantity = (F.lit(1) + F.floor(-F.log(F.greatest(_uniform(seed, 5, row_id), F.lit(1e-9)))
-                                   * 0.8)).cast("long")
+    quantity = (
+        F.lit(1) + F.floor(-F.log(F.greatest(_uniform(seed, 5, row_id), F.lit(1e-9))) * 0.8)
+    ).cast("long")
     cost_cents = F.round(cents * (F.lit(0.35) + 0.4 * _uniform(seed, 6, row_id))).cast("long")
 
     frame = rows.select(

@@ -27,6 +27,8 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    # A local lake has one directory per day: listing them in a Spark job costs seconds.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "10000",
 }
 
 
@@ -43,8 +45,9 @@ def get_session(settings: Mapping[str, str], app_name: str = "revseg") -> SparkS
         return active
     if launched_by_platform():
         session = SparkSession.builder.appName(app_name).getOrCreate()
-        logger.info("using the Spark session of spark-submit (master %s)",
-                    session.sparkContext.master)
+        logger.info(
+            "using the Spark session of spark-submit (master %s)", session.sparkContext.master
+        )
         return session
     return build_local_session(settings, app_name)
 

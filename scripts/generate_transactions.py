@@ -1,6 +1,6 @@
 """Write a sample transaction lake: the arguments of `revseg generate`.
 
-    python scripts/generate_transactions.py --output data/transactions --rows 1000000
+python scripts/generate_transactions.py --output data/transactions --rows 1000000
 """
 
 import sys

@@ -12,9 +12,9 @@ import pytest
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 os.environ.setdefault("TZ", "UTC")
 
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession
 
-from revseg.session import build_local_session  # noqa: E402
+from revseg.session import build_local_session
 
 TEST_SPARK_SETTINGS = {
     "spark.master": "local[2]",

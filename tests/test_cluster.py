@@ -63,16 +63,43 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     def start(name: str, *args: str) -> None:
         log = open(work / f"{name}.log", "w")  # noqa: SIM115 -- closed below
         logs.append(log)
-        procs.append(subprocess.Popen([spark_class, *args], env=spark_env(), stdout=log,
-                                      stderr=subprocess.STDOUT, cwd=work))
+        procs.append(
+            subprocess.Popen(
+                [spark_class, *args],
+                env=spark_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=work,
+            )
+        )
 
     master = f"spark://127.0.0.1:{port}"
-    start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-          "--port", str(port), "--webui-port", str(ui))
+    start(
+        "master",
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--webui-port",
+        str(ui),
+    )
     for i in (1, 2):
-        start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-              "--cores", "1", "--memory", "2g", "--webui-port", str(free_port()),
-              "--work-dir", str(work / f"w{i}"), master)
+        start(
+            f"worker{i}",
+            "org.apache.spark.deploy.worker.Worker",
+            "--host",
+            "127.0.0.1",
+            "--cores",
+            "1",
+            "--memory",
+            "2g",
+            "--webui-port",
+            str(free_port()),
+            "--work-dir",
+            str(work / f"w{i}"),
+            master,
+        )
     try:
         _wait_for_workers(ui, 2, timeout=120)
         yield master
@@ -108,26 +135,43 @@ def test_spark_submit_on_standalone_cluster(
     spec = SampleSpec(rows=3000, customers=200, start=date(2024, 1, 1), end=date(2024, 3, 31))
     lake = write_lake(sample_transactions(spark, spec), tmp_path / "lake")
     out = tmp_path / "out"
-    subprocess.run(["bash", str(REPO / "scripts" / "build_dist.sh")], check=True, cwd=REPO,
-                   env=spark_env(), capture_output=True)
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "build_dist.sh")],
+        check=True,
+        cwd=REPO,
+        env=spark_env(),
+        capture_output=True,
+    )
     command = [
         str(SPARK_HOME / "bin" / "spark-submit"),
-        "--master", cluster,
-        "--packages", DELTA_PACKAGE,
-        "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
-        "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        "--conf", "spark.driver.host=127.0.0.1",
-        "--conf", "spark.executor.memory=1g",
-        "--conf", "spark.sql.shuffle.partitions=4",
-        "--py-files", str(REPO / "dist" / "revseg.zip"),
+        "--master",
+        cluster,
+        "--packages",
+        DELTA_PACKAGE,
+        "--conf",
+        "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
+        "--conf",
+        "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "--conf",
+        "spark.driver.host=127.0.0.1",
+        "--conf",
+        "spark.executor.memory=1g",
+        "--conf",
+        "spark.sql.shuffle.partitions=4",
+        "--py-files",
+        str(REPO / "dist" / "revseg.zip"),
         str(REPO / "jobs" / "segment_revenue.py"),
-        "--config", str(REPO / "conf" / "cluster.yaml"),
-        "--set", f"source.path={lake}",
-        "--set", f"output.path={out}",
+        "--config",
+        str(REPO / "conf" / "cluster.yaml"),
+        "--set",
+        f"source.path={lake}",
+        "--set",
+        f"output.path={out}",
     ]
     # Run from an unrelated directory: nothing may depend on the repository as cwd.
-    done = subprocess.run(command, cwd=tmp_path, env=spark_env(), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        command, cwd=tmp_path, env=spark_env(), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "succeeded" in done.stdout
     assert f"master {cluster}" in done.stderr  # the platform's session, not a local one

@@ -26,7 +26,10 @@ def test_defaults_when_no_file() -> None:
     assert config.periods.timezone == "UTC"
     assert config.tiers.levels == DEFAULT_LEVELS
     assert [(lvl.name, lvl.fraction) for lvl in config.tiers.levels] == [
-        ("platinum", 0.01), ("gold", 0.10), ("silver", 0.50), ("bronze", 1.0)
+        ("platinum", 0.01),
+        ("gold", 0.10),
+        ("silver", 0.50),
+        ("bronze", 1.0),
     ]
     assert config.tiers.accuracy == 10000
 
@@ -86,8 +89,10 @@ def test_levels_from_yaml(tmp_path: Path) -> None:
             "config key 'tiers.levels[1].fraction': the last level must have fraction 1.0",
         ),
         ("tiers: {levels: [{name: a}]}", "config key 'tiers.levels[0].fraction': is required"),
-        ("tiers: {levels: [{name: a, fraction: 1, colour: red}]}",
-         "unknown config key 'tiers.levels[0].colour'"),
+        (
+            "tiers: {levels: [{name: a, fraction: 1, colour: red}]}",
+            "unknown config key 'tiers.levels[0].colour'",
+        ),
         ("source: {columns: {amount: 'net amount'}}", "config key 'source.columns.amount'"),
         ("source: {columns: {amt: x}}", "config key 'source.columns.amt': not a canonical"),
         ("spark: {sql.shuffle.partitions: 4}", "config key 'spark.sql.shuffle.partitions'"),
@@ -105,7 +110,7 @@ def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
 
 
 def test_bad_override_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="config key 'tiers.accuracy': must be at least 1"):
+    with pytest.raises(ConfigError, match=r"config key 'tiers.accuracy': must be at least 1"):
         load_config(None, ["tiers.accuracy=-3"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config(None, ["tiers.accuracy"])

@@ -20,7 +20,9 @@ from revseg.metrics import (
 )
 from revseg.periods import Month
 
-TX_SCHEMA = "customer_id string, transaction_id string, transaction_ts timestamp, amount decimal(18,2)"
+TX_SCHEMA = (
+    "customer_id string, transaction_id string, transaction_ts timestamp, amount decimal(18,2)"
+)
 
 
 def ts(text: str) -> datetime:
@@ -49,14 +51,86 @@ def test_month_aggregates_and_rollup(spark: SparkSession) -> None:
     per_period = roll_up(months, ("month", "quarter", "year"))
     expected = spark.createDataFrame(
         [
-            ("a", "month", "2024-01", 1550, 2, ts("2024-01-05 10:00:00"), ts("2024-01-05 18:00:00"), 1),
-            ("a", "month", "2024-02", 125, 1, ts("2024-02-10 09:00:00"), ts("2024-02-10 09:00:00"), 1),
-            ("a", "month", "2024-04", 10000, 1, ts("2024-04-01 00:00:00"), ts("2024-04-01 00:00:00"), 1),
-            ("a", "quarter", "2024-Q1", 1675, 3, ts("2024-01-05 10:00:00"), ts("2024-02-10 09:00:00"), 2),
-            ("a", "quarter", "2024-Q2", 10000, 1, ts("2024-04-01 00:00:00"), ts("2024-04-01 00:00:00"), 1),
-            ("a", "year", "2024", 11675, 4, ts("2024-01-05 10:00:00"), ts("2024-04-01 00:00:00"), 3),
-            ("b", "month", "2024-03", 700, 1, ts("2024-03-31 23:59:59"), ts("2024-03-31 23:59:59"), 1),
-            ("b", "quarter", "2024-Q1", 700, 1, ts("2024-03-31 23:59:59"), ts("2024-03-31 23:59:59"), 1),
+            (
+                "a",
+                "month",
+                "2024-01",
+                1550,
+                2,
+                ts("2024-01-05 10:00:00"),
+                ts("2024-01-05 18:00:00"),
+                1,
+            ),
+            (
+                "a",
+                "month",
+                "2024-02",
+                125,
+                1,
+                ts("2024-02-10 09:00:00"),
+                ts("2024-02-10 09:00:00"),
+                1,
+            ),
+            (
+                "a",
+                "month",
+                "2024-04",
+                10000,
+                1,
+                ts("2024-04-01 00:00:00"),
+                ts("2024-04-01 00:00:00"),
+                1,
+            ),
+            (
+                "a",
+                "quarter",
+                "2024-Q1",
+                1675,
+                3,
+                ts("2024-01-05 10:00:00"),
+                ts("2024-02-10 09:00:00"),
+                2,
+            ),
+            (
+                "a",
+                "quarter",
+                "2024-Q2",
+                10000,
+                1,
+                ts("2024-04-01 00:00:00"),
+                ts("2024-04-01 00:00:00"),
+                1,
+            ),
+            (
+                "a",
+                "year",
+                "2024",
+                11675,
+                4,
+                ts("2024-01-05 10:00:00"),
+                ts("2024-04-01 00:00:00"),
+                3,
+            ),
+            (
+                "b",
+                "month",
+                "2024-03",
+                700,
+                1,
+                ts("2024-03-31 23:59:59"),
+                ts("2024-03-31 23:59:59"),
+                1,
+            ),
+            (
+                "b",
+                "quarter",
+                "2024-Q1",
+                700,
+                1,
+                ts("2024-03-31 23:59:59"),
+                ts("2024-03-31 23:59:59"),
+                1,
+            ),
             ("b", "year", "2024", 700, 1, ts("2024-03-31 23:59:59"), ts("2024-03-31 23:59:59"), 1),
         ],
         "customer_id string, period_grain string, period string, revenue_cents long, orders long, "
@@ -79,7 +153,13 @@ def test_time_zone_moves_a_transaction_into_the_next_month(spark: SparkSession) 
 def test_rollup_keeps_only_requested_periods(spark: SparkSession) -> None:
     rows = [("a", f"t{m}", ts(f"2024-{m:02d}-15 12:00:00"), Decimal("1.00")) for m in range(1, 13)]
     months = month_aggregates(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
-    kept = roll_up(months, ("month", "quarter", "year"), ["2024-03", "2024-Q1", "2024"])
+    march = Month.parse("2024-03").index
+    ranges = {
+        "month": (march, march),
+        "quarter": (march - 2, march - 2),
+        "year": (march - 2, march - 2),
+    }
+    kept = roll_up(months, ("month", "quarter", "year"), ranges)
     got = {(r["period"], r["revenue_cents"]) for r in kept.collect()}
     assert got == {("2024-03", 100), ("2024-Q1", 300), ("2024", 1200)}
 
@@ -88,7 +168,9 @@ def test_active_days_count_distinct_days_across_months(spark: SparkSession) -> N
     days = ["2024-01-01", "2024-01-01", "2024-01-31", "2024-02-01", "2024-02-29", "2024-03-01"]
     rows = [("a", f"t{i}", ts(f"{d} 08:00:00"), Decimal("1.00")) for i, d in enumerate(days)]
     months = month_aggregates(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
-    result = {r["period"]: r["active_days"] for r in roll_up(months, ("month", "quarter")).collect()}
+    result = {
+        r["period"]: r["active_days"] for r in roll_up(months, ("month", "quarter")).collect()
+    }
     assert result == {"2024-01": 2, "2024-02": 2, "2024-03": 1, "2024-Q1": 5}
 
 
@@ -99,7 +181,7 @@ def test_deduplicate_keeps_earliest_copy_and_counts_copies(spark: SparkSession) 
         ("a", "t1", ts("2024-01-04 10:00:00"), Decimal("12.00")),
         ("b", "t1", ts("2024-01-05 10:00:00"), Decimal("3.00")),
     ]
-    unique = deduplicate(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
+    unique = deduplicate(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"), "UTC")
     got = sorted((r["customer_id"], r["amount_cents"], r["copies"]) for r in unique.collect())
     assert got == [("a", 1200, 3), ("b", 300, 1)]
 
@@ -109,5 +191,7 @@ def test_average_order_value_rounds_half_up_and_handles_no_orders(spark: SparkSe
         [(Decimal("0.05"), 2), (Decimal("10.00"), 3), (Decimal("5.00"), 0)],
         "revenue decimal(18,2), orders long",
     )
-    got = [r[0] for r in frame.select(average_order_value(F.col("revenue"), F.col("orders"))).collect()]
+    got = [
+        r[0] for r in frame.select(average_order_value(F.col("revenue"), F.col("orders"))).collect()
+    ]
     assert got == [Decimal("0.03"), Decimal("3.33"), None]

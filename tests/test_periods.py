@@ -23,7 +23,9 @@ def test_month_parse_and_arithmetic() -> None:
 
 
 def test_one_month_plan_rewrites_its_quarter_and_year() -> None:
-    plan = plan_periods(("month", "quarter", "year"), Month.parse("2024-03"), Month.parse("2024-03"))
+    plan = plan_periods(
+        ("month", "quarter", "year"), Month.parse("2024-03"), Month.parse("2024-03")
+    )
     assert plan.periods == {"month": ("2024-03",), "quarter": ("2024-Q1",), "year": ("2024",)}
     assert (str(plan.read_from), str(plan.read_to)) == ("2024-01", "2024-12")
     assert [str(m) for m in plan.months_of("quarter")] == ["2024-01", "2024-03"]
@@ -61,7 +63,9 @@ def test_local_date_in_time_zone(
     spark: SparkSession, instant: datetime, zone: str, expected: date
 ) -> None:
     frame = spark.createDataFrame([(instant,)], "ts timestamp")
-    row = frame.select(local_date("ts", zone).alias("d"), month_index(local_date("ts", zone))).first()
+    row = frame.select(
+        local_date("ts", zone).alias("d"), month_index(local_date("ts", zone))
+    ).first()
     assert row is not None
     assert row["d"] == expected
     assert row[1] == Month.of_date(expected).index

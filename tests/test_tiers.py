@@ -19,8 +19,9 @@ def periods(spark: SparkSession, rows: list[tuple[str, str, str, int]]) -> DataF
     return spark.createDataFrame(rows, SCHEMA)
 
 
-def segments(frame: DataFrame, levels: tuple[TierLevel, ...] = DEFAULT_LEVELS,
-             accuracy: int = 10000) -> dict[str, str]:
+def segments(
+    frame: DataFrame, levels: tuple[TierLevel, ...] = DEFAULT_LEVELS, accuracy: int = 10000
+) -> dict[str, str]:
     cuts = cut_points(frame, levels, accuracy)
     return {r["customer_id"]: r["segment"] for r in assign_segments(frame, cuts, levels).collect()}
 
@@ -41,7 +42,9 @@ def test_hundred_customers_one_to_hundred(spark: SparkSession) -> None:
 
 
 def test_ties_at_a_cut_point_go_up(spark: SparkSession) -> None:
-    rows = [(f"c{i}", "month", "2024-01", 10) for i in range(10)] + [("top", "month", "2024-01", 50)]
+    rows = [(f"c{i}", "month", "2024-01", 10) for i in range(10)] + [
+        ("top", "month", "2024-01", 50)
+    ]
     got = segments(periods(spark, rows))
     # p99 = 50 -> only 'top' is platinum. p90 = 10 (10 of 11 values, 90.9%, are <= 10), so
     # all ten tied customers reach gold: ties at a cut point go to the higher tier.
@@ -66,8 +69,12 @@ def test_no_revenue_customers_are_left_out_of_quantiles(spark: SparkSession) -> 
         ("alone_neg", "month", "2024-02", -1),
     ]
     got = segments(periods(spark, rows))
-    assert got == {"zero": "no_revenue", "neg": "no_revenue", "pos": "platinum",
-                   "alone_neg": "no_revenue"}
+    assert got == {
+        "zero": "no_revenue",
+        "neg": "no_revenue",
+        "pos": "platinum",
+        "alone_neg": "no_revenue",
+    }
 
 
 def test_periods_are_tiered_separately(spark: SparkSession) -> None:
@@ -93,18 +100,30 @@ def test_cut_points_against_exact_quantiles(spark: SparkSession, accuracy: int) 
 
 def test_tier_boundaries(spark: SparkSession) -> None:
     levels = (TierLevel("top", 0.5), TierLevel("rest", 1.0))
-    rows = [("a", "month", "2024-01", 100), ("b", "month", "2024-01", 300),
-            ("c", "month", "2024-01", -50), ("d", "month", "2024-02", 700)]
+    rows = [
+        ("a", "month", "2024-01", 100),
+        ("b", "month", "2024-01", 300),
+        ("c", "month", "2024-01", -50),
+        ("d", "month", "2024-02", 700),
+    ]
     frame = periods(spark, rows)
     cuts = cut_points(frame, levels, 10000)
     result = tier_boundaries(assign_segments(frame, cuts, levels), cuts, levels)
     got = {(r["period"], r["segment"]): r for r in result.collect()}
-    assert set(got) == {("2024-01", "top"), ("2024-01", "rest"), ("2024-01", "no_revenue"),
-                        ("2024-02", "top"), ("2024-02", "rest")}
+    assert set(got) == {
+        ("2024-01", "top"),
+        ("2024-01", "rest"),
+        ("2024-01", "no_revenue"),
+        ("2024-02", "top"),
+        ("2024-02", "rest"),
+    }
     top = got[("2024-01", "top")]
     # p50 of {100, 300} is 100: both reach 'top'; 'rest' is empty but present.
-    assert (top["min_revenue"], top["customers"], top["revenue"]) == (Decimal("1.00"), 2,
-                                                                      Decimal("4.00"))
+    assert (top["min_revenue"], top["customers"], top["revenue"]) == (
+        Decimal("1.00"),
+        2,
+        Decimal("4.00"),
+    )
     assert top["revenue_share"] == pytest.approx(400 / 350)
     assert got[("2024-01", "rest")]["customers"] == 0
     assert got[("2024-01", "no_revenue")]["revenue"] == Decimal("-0.50")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 
 from revseg.errors import RunError
@@ -31,8 +32,14 @@ def write_lake(
     local = Path(path)
     if "://" not in path and local.exists() and any(local.iterdir()) and not overwrite:
         raise RunError(f"{path} exists and is not empty; pass --overwrite to replace it")
-    writer = frame.write.mode("overwrite").partitionBy(partition_column).format(fmt)
+    mode = "overwrite" if overwrite else "errorifexists"
+    writer = frame.write.mode(mode).partitionBy(partition_column).format(fmt)
     if fmt == "csv":
         writer = writer.option("header", "true")
-    writer.save(path)
+    try:
+        writer.save(path)
+    except AnalysisException as err:
+        if err.getCondition() == "PATH_ALREADY_EXISTS":
+            raise RunError(f"{path} exists; pass --overwrite to replace it") from None
+        raise
     logger.info("wrote a %s lake to %s", fmt, path)

@@ -1,0 +1,57 @@
+"""The sample lake: deterministic by seed, in the canonical contract, heavy tailed."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from revseg.contract import REQUIRED_COLUMNS
+from revseg.sample import SampleSpec, sample_transactions, season_table
+
+
+def test_same_seed_same_rows_other_seed_other_rows(spark: SparkSession) -> None:
+    spec = SampleSpec(rows=3000, customers=200, start=date(2024, 1, 1), end=date(2024, 12, 31))
+    a = sample_transactions(spark, spec)
+    b = sample_transactions(spark, spec)
+    c = sample_transactions(spark, SampleSpec(**{**spec.__dict__, "seed": 8}))
+    assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
+    assert a.exceptAll(c).count() > 0
+
+
+def test_contract_and_shape(spark: SparkSession) -> None:
+    spec = SampleSpec(rows=20000, customers=2000, start=date(2024, 1, 1), end=date(2024, 12, 31))
+    frame = sample_transactions(spark, spec)
+    types = dict(frame.dtypes)
+    for column, dtype in REQUIRED_COLUMNS.items():
+        assert types[column] == dtype.simpleString()
+    stats = frame.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct("transaction_id").alias("ids"),
+        F.min("transaction_date").alias("first"),
+        F.max("transaction_date").alias("last"),
+        F.countDistinct("channel").alias("channels"),
+        F.countDistinct("market").alias("markets"),
+        F.sum((F.to_date("transaction_ts") != F.col("transaction_date")).cast("int")).alias("bad"),
+    ).first()
+    assert stats is not None
+    assert stats["rows"] == stats["ids"] == 20000
+    assert stats["first"] >= date(2024, 1, 1) and stats["last"] <= date(2024, 12, 31)
+    assert stats["channels"] == 4 and stats["markets"] == 5 and stats["bad"] == 0
+
+    per_customer = frame.groupBy("customer_id").agg(
+        F.sum("amount").alias("spend"), F.count(F.lit(1)).alias("orders")
+    )
+    spend = sorted(float(r["spend"]) for r in per_customer.collect())
+    top_share = sum(spend[-len(spend) // 100 :]) / sum(spend)
+    assert top_share > 0.05  # the top 1% of customers bring far more than 1% of revenue
+    orders = sorted(r["orders"] for r in per_customer.collect())
+    assert orders[len(orders) // 2] < orders[-1] / 10  # most buy rarely, a few often
+
+
+def test_season_table_peaks_at_year_end() -> None:
+    table = season_table(date(2024, 1, 1), date(2024, 12, 31))
+    december = sum(1 for d in table if d >= 335)
+    june = sum(1 for d in table if 152 <= d < 182)
+    assert december > 1.5 * june
