@@ -34,7 +34,7 @@ setup(
         "bench": ["duckdb>=1.3,<3", "deltalake>=1.1,<2", "pyarrow>=18"],
         "dev": ["ruff>=0.6", "mypy>=1.10"],
     },
-    entry_points={"console_scripts": ["revseg=revseg.cli:main"]},
+    entry_points={"console_scripts": ["revseg=revseg.cli:entry_point"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Database",

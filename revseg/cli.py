@@ -100,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_ERROR
 
 
+def entry_point() -> None:
+    """The `revseg` console script: exits with main's code, also when a platform (such as a
+    Databricks wheel task) calls the entry point function instead of running the script."""
+    sys.exit(main())
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

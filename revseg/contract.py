@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pyspark.sql.types import (
     DataType,
-    DateType,
     DecimalType,
     DoubleType,
     IntegerType,
@@ -54,6 +53,9 @@ CUSTOMER_SEGMENTS_SCHEMA = StructType(
     ]
 )
 CUSTOMER_SEGMENTS_PARTITIONS = ("segment", "period")
+# Delta collects min/max statistics of these columns only (for data skipping on customer
+# look-ups and revenue filters); statistics of every column cost a pass over each value.
+CUSTOMER_SEGMENTS_PROPERTIES = {"delta.dataSkippingStatsColumns": "customer_id,revenue,orders"}
 
 TIER_BOUNDARIES_SCHEMA = StructType(
     [
@@ -76,6 +78,7 @@ __all__ = [
     "CANONICAL_TYPES",
     "CUSTOMER_SEGMENTS",
     "CUSTOMER_SEGMENTS_PARTITIONS",
+    "CUSTOMER_SEGMENTS_PROPERTIES",
     "CUSTOMER_SEGMENTS_SCHEMA",
     "MONEY",
     "OPTIONAL_COLUMNS",
@@ -84,5 +87,4 @@ __all__ = [
     "TIER_BOUNDARIES",
     "TIER_BOUNDARIES_PARTITIONS",
     "TIER_BOUNDARIES_SCHEMA",
-    "DateType",
 ]

@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from revseg.contract import MONEY
-from revseg.periods import local_date, month_index, period_starts, period_label, grain_name
+from revseg.periods import grain_name, local_date, month_index, period_label, period_starts
 
 _ONE_CENT = Decimal("0.01")
 
@@ -46,24 +46,42 @@ def transaction_facts(
     )
 
 
+_AMOUNT_SPAN = Decimal(10**19)  # cents fit in [-10^18, 10^18): decimal(18,2) money
+_AMOUNT_OFFSET = Decimal(10**18)
+
+
+def copy_order(ts: Column, cents: Column) -> Column:
+    """(timestamp, amount) packed into one decimal(38,0) that orders like the pair.
+
+    `ts_micros * 10^19 + (cents + 10^18)`: Spark's hash aggregate can take the min of a
+    decimal in place, where a min over a struct would force a sort of every transaction.
+    """
+    micros = F.unix_micros(ts).cast("decimal(38,0)")
+    shifted = (cents + F.lit(_AMOUNT_OFFSET)).cast("decimal(38,0)")
+    return (micros * F.lit(_AMOUNT_SPAN) + shifted).cast("decimal(38,0)")
+
+
 def deduplicate(facts: DataFrame, timezone: str) -> DataFrame:
     """One row per (customer_id, transaction_id), with `copies` counting how many came in.
 
-    Of several copies the earliest (by timestamp, then smallest amount) is kept, so the
-    choice does not depend on file or task order. Two hash aggregations on fixed-width
-    values (a min over a struct would force a sort of every transaction); month and day are
-    derived from the kept timestamp afterwards.
+    Of several copies the earliest is kept (by timestamp, then the smaller amount), so the
+    choice does not depend on file or task order. Month and day come from the kept copy.
     """
-    per_instant = facts.groupBy("customer_id", "transaction_id", "transaction_ts").agg(
-        F.min("amount_cents").alias("amount_cents"), F.count(F.lit(1)).alias("copies")
+    kept = facts.groupBy("customer_id", "transaction_id").agg(
+        F.min(copy_order(F.col("transaction_ts"), F.col("amount_cents"))).alias("order_key"),
+        F.count(F.lit(1)).alias("copies"),
     )
-    kept = per_instant.groupBy("customer_id", "transaction_id").agg(
-        F.min("transaction_ts").alias("transaction_ts"),
-        F.min_by("amount_cents", "transaction_ts").alias("amount_cents"),
-        F.sum("copies").alias("copies"),
+    micros = F.floor(F.col("order_key") / F.lit(_AMOUNT_SPAN))
+    cents = F.col("order_key") - micros * F.lit(_AMOUNT_SPAN) - F.lit(_AMOUNT_OFFSET)
+    unpacked = kept.select(
+        "customer_id",
+        "transaction_id",
+        F.timestamp_micros(micros.cast("long")).alias("transaction_ts"),
+        cents.cast("long").alias("amount_cents"),
+        "copies",
     )
     day = local_date("transaction_ts", timezone)
-    return kept.select("*", month_index(day).alias("month_idx"), F.dayofmonth(day).alias("day"))
+    return unpacked.select("*", month_index(day).alias("month_idx"), F.dayofmonth(day).alias("day"))
 
 
 def day_bit(day_of_month: Column) -> Column:
@@ -119,6 +137,12 @@ def roll_up(
     )
 
 
-def average_order_value(revenue: Column, orders: Column) -> Column:
-    """Revenue per order, rounded half-up to the cent; null for a period without orders."""
-    return F.when(orders > 0, F.round(revenue / orders, 2).cast(MONEY))
+def average_order_value(revenue_cents: Column, orders: Column) -> Column:
+    """Revenue per order, rounded half-up to the cent; null for a period without orders.
+
+    Integer arithmetic on cents (|2c + n| fits a bigint for any decimal(18,2) amount):
+    exact, and about five times cheaper than a decimal division per output row.
+    """
+    halves = F.abs(revenue_cents) * 2 + orders
+    cents = F.signum(revenue_cents).cast("long") * F.call_function("div", halves, orders * 2)
+    return F.when(orders > 0, to_money(cents))

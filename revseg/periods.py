@@ -177,7 +177,10 @@ def local_date(ts: Column | str, timezone: str) -> Column:
     the session time zone of whatever cluster runs the job.
     """
     ts_col = F.col(ts) if isinstance(ts, str) else ts
-    wall_clock_micros = F.unix_micros(F.from_utc_timestamp(ts_col, timezone))
+    if timezone in ("UTC", "Etc/UTC"):
+        wall_clock_micros = F.unix_micros(ts_col)  # no zone rules to apply per row
+    else:
+        wall_clock_micros = F.unix_micros(F.from_utc_timestamp(ts_col, timezone))
     return F.date_from_unix_date(F.floor(wall_clock_micros / _MICROS_PER_DAY).cast("int"))
 
 

@@ -273,7 +273,7 @@ def _segments_output(segmented: DataFrame) -> DataFrame:
         "segment",
         revenue.alias("revenue"),
         F.col("orders").cast("long").alias("orders"),
-        average_order_value(revenue, F.col("orders")).alias("avg_order_value"),
+        average_order_value(F.col("revenue_cents"), F.col("orders")).alias("avg_order_value"),
         "first_transaction_ts",
         "last_transaction_ts",
         "active_days",
@@ -297,6 +297,7 @@ def _write_tables(
         segments_path,
         contract.CUSTOMER_SEGMENTS_SCHEMA,
         contract.CUSTOMER_SEGMENTS_PARTITIONS,
+        contract.CUSTOMER_SEGMENTS_PROPERTIES,
     )
     ensure_table(
         spark, boundaries_path, contract.TIER_BOUNDARIES_SCHEMA, contract.TIER_BOUNDARIES_PARTITIONS

@@ -27,6 +27,11 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    # Customer-level aggregations have millions of distinct keys: the first-level "fast"
+    # hash map only adds a lookup that misses (measured ~8% of the job at 20M rows).
+    "spark.sql.codegen.aggregate.map.twolevel.enabled": "false",
+    # Delta reads its log with 50 tasks by default: overhead for a laptop-sized log.
+    "spark.databricks.delta.snapshotPartitions": "4",
     # A local lake has one directory per day: listing them in a Spark job costs seconds.
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "10000",
 }

@@ -187,11 +187,14 @@ def test_deduplicate_keeps_earliest_copy_and_counts_copies(spark: SparkSession) 
 
 
 def test_average_order_value_rounds_half_up_and_handles_no_orders(spark: SparkSession) -> None:
-    frame = spark.createDataFrame(
-        [(Decimal("0.05"), 2), (Decimal("10.00"), 3), (Decimal("5.00"), 0)],
-        "revenue decimal(18,2), orders long",
-    )
+    cases = [(5, 2), (-5, 2), (1000, 3), (2000, 3), (500, 0), (-1, 3), (999999999999999999, 7)]
+    frame = spark.createDataFrame(cases, "cents long, orders long")
     got = [
-        r[0] for r in frame.select(average_order_value(F.col("revenue"), F.col("orders"))).collect()
+        r[0] for r in frame.select(average_order_value(F.col("cents"), F.col("orders"))).collect()
     ]
-    assert got == [Decimal("0.03"), Decimal("3.33"), None]
+    expected = [
+        (Decimal(c) / 100 / n).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP") if n else None
+        for c, n in cases
+    ]
+    assert got == expected
+    assert got[:2] == [Decimal("0.03"), Decimal("-0.03")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -81,3 +83,23 @@ def test_local_date_ignores_session_time_zone(spark: SparkSession) -> None:
     finally:
         spark.conf.set("spark.sql.session.timeZone", before or "UTC")
     assert row is not None and row["d"] == date(2024, 3, 31)
+
+
+@given(
+    first=st.integers(Month.parse("1990-01").index, Month.parse("2060-12").index),
+    length=st.integers(0, 40),
+    grains=st.lists(st.sampled_from(sorted(GRAINS)), min_size=1, max_size=3, unique=True),
+)
+def test_plan_covers_exactly_the_overlapping_periods(
+    first: int, length: int, grains: list[str]
+) -> None:
+    start, end = Month(first), Month(first + length)
+    plan = plan_periods(grains, start, end)
+    for name in grains:
+        grain = GRAINS[name]
+        overlapping = {grain.label(Month(i)) for i in range(start.index, end.index + 1)}
+        assert set(plan.periods[name]) == overlapping
+        for i in range(start.index, end.index + 1):
+            span_first, span_last = grain.span(Month(i))
+            assert plan.read_from <= span_first and span_last <= plan.read_to
+    assert plan.read_from <= start and end <= plan.read_to

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -35,7 +35,11 @@ _CONFLICT_MARKERS = ("DELTA_CONCURRENT", "ConcurrentAppendException", "Concurren
 
 
 def ensure_table(
-    spark: SparkSession, path: str, schema: StructType, partition_columns: Sequence[str]
+    spark: SparkSession,
+    path: str,
+    schema: StructType,
+    partition_columns: Sequence[str],
+    properties: Mapping[str, str] | None = None,
 ) -> None:
     """Create the table if absent; refuse one whose schema or partitioning differs."""
     if DeltaTable.isDeltaTable(spark, path):
@@ -43,7 +47,7 @@ def ensure_table(
         return
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     builder = builder.partitionedBy(*partition_columns)
-    for key, value in TABLE_PROPERTIES.items():
+    for key, value in {**TABLE_PROPERTIES, **(properties or {})}.items():
         builder = builder.property(key, value)
     builder.execute()
     _check_existing(spark, path, schema, partition_columns)  # another run may have won
