@@ -8,7 +8,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from revseg.contract import REQUIRED_COLUMNS
-from revseg.sample import SampleSpec, sample_transactions, season_table
+from revseg.sample import SampleSpec, sample_transactions, season_table, season_weight
 
 
 def test_same_seed_same_rows_other_seed_other_rows(spark: SparkSession) -> None:
@@ -50,8 +50,15 @@ def test_contract_and_shape(spark: SparkSession) -> None:
     assert orders[len(orders) // 2] < orders[-1] / 10  # most buy rarely, a few often
 
 
-def test_season_table_peaks_at_year_end() -> None:
-    table = season_table(date(2024, 1, 1), date(2024, 12, 31))
-    december = sum(1 for d in table if d >= 335)
-    june = sum(1 for d in table if 152 <= d < 182)
-    assert december > 1.5 * june
+def test_season_table_follows_the_weights_and_peaks_at_year_end() -> None:
+    start, end = date(2024, 1, 1), date(2024, 12, 31)
+    table = season_table(start, end)
+    days = [date.fromordinal(start.toordinal() + d) for d in range((end - start).days + 1)]
+    total = sum(season_weight(d) for d in days)
+    for month in range(1, 13):
+        weight_share = sum(season_weight(d) for d in days if d.month == month) / total
+        slot_share = sum(1 for offset in table if days[offset].month == month) / len(table)
+        assert abs(slot_share - weight_share) < 0.002, month
+    december = sum(1 for offset in table if days[offset].month == 12)
+    june = sum(1 for offset in table if days[offset].month == 6)
+    assert december > 1.25 * june
