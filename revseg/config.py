@@ -22,7 +22,7 @@ from typing import Any, Union
 
 import yaml
 
-from revseg.contract import CANONICAL_COLUMNS
+from revseg.contract import CANONICAL_COLUMNS, GROUP_COLUMNS
 from revseg.errors import ConfigError
 from revseg.periods import SUPPORTED_GRAINS
 
@@ -78,6 +78,7 @@ class PeriodsConfig:
 
     grains: tuple[str, ...] = ("month", "quarter", "year")
     timezone: str = "UTC"
+    fiscal_year_start_month: int = 1
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class TiersConfig:
 
     levels: tuple[TierLevel, ...] = DEFAULT_LEVELS
     accuracy: int = 10000
+    by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,11 @@ def _validate_periods(periods: PeriodsConfig) -> None:
                 f"config key 'periods.grains[{i}]': unknown grain {grain!r}; expected one of "
                 f"{', '.join(SUPPORTED_GRAINS)}"
             )
+    if not 1 <= periods.fiscal_year_start_month <= 12:
+        raise ConfigError(
+            "config key 'periods.fiscal_year_start_month': expected a month number 1-12, "
+            f"got {periods.fiscal_year_start_month}"
+        )
     if len(set(periods.grains)) != len(periods.grains):
         raise ConfigError("config key 'periods.grains': lists a grain twice")
     try:
@@ -399,5 +406,13 @@ def _validate_tiers(tiers: TiersConfig) -> None:
             f"config key 'tiers.levels[{len(tiers.levels) - 1}].fraction': the last level must "
             f"have fraction 1.0 so that every customer with revenue gets a tier, got {previous}"
         )
+    for i, column in enumerate(tiers.by):
+        if column not in GROUP_COLUMNS:
+            raise ConfigError(
+                f"config key 'tiers.by[{i}]': {column!r} cannot group tiers; expected one of "
+                f"{', '.join(GROUP_COLUMNS)}"
+            )
+    if len(set(tiers.by)) != len(tiers.by):
+        raise ConfigError("config key 'tiers.by': lists a column twice")
     if tiers.accuracy < 1:
         raise ConfigError(f"config key 'tiers.accuracy': must be at least 1, got {tiers.accuracy}")

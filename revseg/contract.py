@@ -73,6 +73,19 @@ TIER_BOUNDARIES_PARTITIONS = ("period",)
 # Columns every period row carries besides the metrics; used to order and key joins.
 PERIOD_KEYS = ("period_grain", "period")
 
+# Canonical columns that `tiers.by` may name: tiers are then cut within each group.
+GROUP_COLUMNS = ("market", "channel", "product_category")
+UNKNOWN_GROUP = "unknown"
+
+
+def with_groups(schema: StructType, groups: tuple[str, ...]) -> StructType:
+    """The schema with the `tiers.by` columns inserted after `period_grain`."""
+    fields = list(schema.fields)
+    at = [f.name for f in fields].index("period_grain") + 1
+    extra = [StructField(name, StringType(), False) for name in groups]
+    return StructType(fields[:at] + extra + fields[at:])
+
+
 __all__ = [
     "CANONICAL_COLUMNS",
     "CANONICAL_TYPES",

@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from revseg.contract import MONEY
-from revseg.periods import grain_name, local_date, month_index, period_label, period_starts
+from revseg.periods import Grain, grain_name, local_date, month_index, period_keys, period_label
 
 _ONE_CENT = Decimal("0.01")
 
@@ -61,21 +61,24 @@ def copy_order(ts: Column, cents: Column) -> Column:
     return (micros * F.lit(_AMOUNT_SPAN) + shifted).cast("decimal(38,0)")
 
 
-def deduplicate(facts: DataFrame, timezone: str) -> DataFrame:
+def deduplicate(facts: DataFrame, timezone: str, groups: Sequence[str] = ()) -> DataFrame:
     """One row per (customer_id, transaction_id), with `copies` counting how many came in.
 
     Of several copies the earliest is kept (by timestamp, then the smaller amount), so the
-    choice does not depend on file or task order. Month and day come from the kept copy.
+    choice does not depend on file or task order. Month and day come from the kept copy;
+    group columns (`tiers.by`) from the smallest value among the copies.
     """
     kept = facts.groupBy("customer_id", "transaction_id").agg(
         F.min(copy_order(F.col("transaction_ts"), F.col("amount_cents"))).alias("order_key"),
         F.count(F.lit(1)).alias("copies"),
+        *[F.min(group).alias(group) for group in groups],
     )
     micros = F.floor(F.col("order_key") / F.lit(_AMOUNT_SPAN))
     cents = F.col("order_key") - micros * F.lit(_AMOUNT_SPAN) - F.lit(_AMOUNT_OFFSET)
     unpacked = kept.select(
         "customer_id",
         "transaction_id",
+        *groups,
         F.timestamp_micros(micros.cast("long")).alias("transaction_ts"),
         cents.cast("long").alias("amount_cents"),
         "copies",
@@ -89,9 +92,9 @@ def day_bit(day_of_month: Column) -> Column:
     return F.call_function("shiftleft", F.lit(1).cast("long"), day_of_month)
 
 
-def month_aggregates(facts: DataFrame) -> DataFrame:
-    """Customer x month: revenue in cents, orders, first/last timestamp, a bitmap of days."""
-    return facts.groupBy("customer_id", "month_idx").agg(
+def month_aggregates(facts: DataFrame, groups: Sequence[str] = ()) -> DataFrame:
+    """Customer (x group) x month: revenue in cents, orders, first/last timestamp, day bitmap."""
+    return facts.groupBy("customer_id", *groups, "month_idx").agg(
         F.sum("amount_cents").alias("revenue_cents"),
         F.count(F.lit(1)).alias("orders"),
         F.min("transaction_ts").alias("first_transaction_ts"),
@@ -102,23 +105,24 @@ def month_aggregates(facts: DataFrame) -> DataFrame:
 
 def roll_up(
     months: DataFrame,
-    grains: Sequence[str],
-    start_ranges: Mapping[str, tuple[int, int]] | None = None,
+    grains: Sequence[Grain],
+    key_ranges: Mapping[str, tuple[int, int]] | None = None,
+    groups: Sequence[str] = (),
 ) -> DataFrame:
     """Customer x period for every grain, from month aggregates only (no second scan).
 
-    `start_ranges`, when given, keeps per grain only the periods whose first month index
-    lies in the range (a run over a month range). Active days add up because the months of
-    a period do not overlap. Grouping is on integer keys; labels are made afterwards.
+    `key_ranges`, when given, keeps per grain only the periods whose key lies in the range
+    (a run over a month range). Active days add up because the months of a period do not
+    overlap. Grouping is on integer keys; labels are made afterwards.
     """
-    exploded = months.select("*", F.inline(period_starts("month_idx", grains)))
-    if start_ranges is not None:
+    exploded = months.select("*", F.inline(period_keys("month_idx", grains)))
+    if key_ranges is not None:
         wanted = F.lit(False)
-        for i, name in enumerate(grains):
-            first, last = start_ranges[name]
-            wanted = wanted | ((F.col("grain_idx") == i) & F.col("start_idx").between(first, last))
+        for i, grain in enumerate(grains):
+            low, high = key_ranges[grain.name]
+            wanted = wanted | ((F.col("grain_idx") == i) & F.col("period_key").between(low, high))
         exploded = exploded.where(wanted)
-    totals = exploded.groupBy("customer_id", "grain_idx", "start_idx").agg(
+    totals = exploded.groupBy("customer_id", *groups, "grain_idx", "period_key").agg(
         F.sum("revenue_cents").alias("revenue_cents"),
         F.sum("orders").alias("orders"),
         F.min("first_transaction_ts").alias("first_transaction_ts"),
@@ -127,8 +131,10 @@ def roll_up(
     )
     return totals.select(
         "customer_id",
+        *groups,
         grain_name(F.col("grain_idx"), grains).alias("period_grain"),
-        period_label(F.col("grain_idx"), F.col("start_idx"), grains).alias("period"),
+        period_label(F.col("grain_idx"), F.col("period_key"), grains).alias("period"),
+        "period_key",
         "revenue_cents",
         "orders",
         "first_transaction_ts",

@@ -63,64 +63,154 @@ class Month:
         return f"{self.year:04d}-{self.month:02d}"
 
 
+def _year_col(month_index: Column) -> Column:
+    return F.floor(month_index / 12).cast("int")
+
+
+def _month_col(month_index: Column) -> Column:
+    return (F.pmod(month_index, F.lit(12)) + 1).cast("int")
+
+
 @dataclass(frozen=True)
 class CalendarGrain:
     """A grain whose periods tile the months: each month lies in exactly one period.
 
-    `months` is the period length and `offset` the month index (mod `months`) at which
-    periods start: 0 for calendar quarters and years.
+    A period is keyed by the index of its first month. `months` is its length and `offset`
+    the month of the year (0-based) at which periods are aligned: 0 for calendar quarters
+    and years. Fiscal grains align on `fiscal_offset` (fiscal_year_start_month - 1), and
+    their labels name the fiscal year by the calendar year in which it ends.
     """
 
     name: str
     months: int
-    label_format: str
+    fiscal_offset: int = 0
 
-    def start_of(self, month: Month) -> Month:
-        return Month(month.index - month.index % self.months)
+    @property
+    def offset(self) -> int:
+        return self.fiscal_offset % self.months
 
-    def label(self, month: Month) -> str:
-        start = self.start_of(month)
-        return self.label_format.format(
-            year=start.year, month=start.month, quarter=(start.month - 1) // 3 + 1
-        )
+    @property
+    def rolling(self) -> bool:
+        return False
 
-    def span(self, month: Month) -> tuple[Month, Month]:
-        """First and last month of the period that contains `month`."""
-        start = self.start_of(month)
-        return start, start + (self.months - 1)
+    def keys_of(self, month: Month) -> list[int]:
+        return [month.index - (month.index - self.offset) % self.months]
 
-    def start_col(self, month_index: Column) -> Column:
-        """The month index at which the period containing `month_index` starts."""
-        return month_index - F.pmod(month_index, F.lit(self.months))
+    def key_cols(self, month_index: Column) -> list[Column]:
+        return [month_index - F.pmod(month_index - self.offset, F.lit(self.months))]
 
-    def label_col(self, month_index: Column) -> Column:
-        """The period label of a month index column, by the same formula as `label`."""
-        start = self.start_col(month_index)
-        year = F.floor(start / 12).cast("int")
-        month = (F.pmod(start, F.lit(12)) + 1).cast("int")
-        quarter = (F.floor((month - 1) / 3) + 1).cast("int")
+    def span(self, key: int) -> tuple[Month, Month]:
+        """First and last month of the period."""
+        return Month(key), Month(key + self.months - 1)
+
+    def label(self, key: int) -> str:
+        start = Month(key)
         if self.name == "month":
-            return F.format_string("%04d-%02d", year, month)
+            return str(start)
         if self.name == "quarter":
-            return F.format_string("%04d-Q%d", year, quarter)
-        return F.format_string("%04d", year)
+            return f"{start.year:04d}-Q{(start.month - 1) // 3 + 1}"
+        if self.name == "year":
+            return f"{start.year:04d}"
+        fiscal_start = key - (key - self.fiscal_offset) % 12
+        fiscal_year = (fiscal_start + 11) // 12  # named by the year in which it ends
+        if self.name == "fiscal_year":
+            return f"FY{fiscal_year:04d}"
+        return f"FY{fiscal_year:04d}-Q{(key - fiscal_start) // 3 + 1}"
+
+    def label_col(self, key: Column) -> Column:
+        """The label of a key column, by the same formula as `label`."""
+        if self.name == "month":
+            return F.format_string("%04d-%02d", _year_col(key), _month_col(key))
+        if self.name == "quarter":
+            quarter = (F.floor((_month_col(key) - 1) / 3) + 1).cast("int")
+            return F.format_string("%04d-Q%d", _year_col(key), quarter)
+        if self.name == "year":
+            return F.format_string("%04d", _year_col(key))
+        fiscal_start = key - F.pmod(key - self.fiscal_offset, F.lit(12))
+        fiscal_year = _year_col(fiscal_start + 11)
+        if self.name == "fiscal_year":
+            return F.format_string("FY%04d", fiscal_year)
+        quarter = (F.floor((key - fiscal_start) / 3) + 1).cast("int")
+        return F.format_string("FY%04d-Q%d", fiscal_year, quarter)
 
 
-GRAINS: dict[str, CalendarGrain] = {
-    "month": CalendarGrain("month", 1, "{year:04d}-{month:02d}"),
-    "quarter": CalendarGrain("quarter", 3, "{year:04d}-Q{quarter}"),
-    "year": CalendarGrain("year", 12, "{year:04d}"),
-}
-SUPPORTED_GRAINS: tuple[str, ...] = tuple(GRAINS)
+@dataclass(frozen=True)
+class RollingGrain:
+    """Trailing windows of `months` complete months, keyed by the index of their last month.
+
+    Each month belongs to the `months` windows that end in it and in the months after it.
+    """
+
+    name: str
+    months: int
+
+    @property
+    def rolling(self) -> bool:
+        return True
+
+    def keys_of(self, month: Month) -> list[int]:
+        return [month.index + i for i in range(self.months)]
+
+    def key_cols(self, month_index: Column) -> list[Column]:
+        return [month_index + i for i in range(self.months)]
+
+    def span(self, key: int) -> tuple[Month, Month]:
+        return Month(key - self.months + 1), Month(key)
+
+    def label(self, key: int) -> str:
+        return f"L{self.months}M-{Month(key)}"
+
+    def label_col(self, key: Column) -> Column:
+        return F.format_string(f"L{self.months}M-%04d-%02d", _year_col(key), _month_col(key))
+
+
+Grain = CalendarGrain | RollingGrain
+
+SUPPORTED_GRAINS: tuple[str, ...] = (
+    "month",
+    "quarter",
+    "year",
+    "fiscal_quarter",
+    "fiscal_year",
+    "rolling_3m",
+    "rolling_12m",
+)
+
+
+def make_grain(name: str, fiscal_year_start_month: int = 1) -> Grain:
+    """The grain called `name`; fiscal grains start their year in the given month."""
+    fiscal_offset = fiscal_year_start_month - 1
+    grains: dict[str, Grain] = {
+        "month": CalendarGrain("month", 1),
+        "quarter": CalendarGrain("quarter", 3),
+        "year": CalendarGrain("year", 12),
+        "fiscal_quarter": CalendarGrain("fiscal_quarter", 3, fiscal_offset),
+        "fiscal_year": CalendarGrain("fiscal_year", 12, fiscal_offset),
+        "rolling_3m": RollingGrain("rolling_3m", 3),
+        "rolling_12m": RollingGrain("rolling_12m", 12),
+    }
+    return grains[name]
+
+
+def make_grains(names: Sequence[str], fiscal_year_start_month: int = 1) -> tuple[Grain, ...]:
+    return tuple(make_grain(name, fiscal_year_start_month) for name in names)
+
+
+GRAINS: dict[str, Grain] = {name: make_grain(name) for name in SUPPORTED_GRAINS}
 
 
 @dataclass(frozen=True)
 class PeriodPlan:
-    """What a run over a month range computes: periods to write, months to read."""
+    """What a run over a month range computes: periods to write, months to read.
+
+    Calendar grains write every period that overlaps [first, last]; rolling grains write the
+    windows that end in [first, last] and read the months before `first` that they need.
+    """
 
     first: Month
     last: Month
     periods: dict[str, tuple[str, ...]]
+    key_ranges: dict[str, tuple[int, int]]
     read_from: Month
     read_to: Month
 
@@ -128,20 +218,14 @@ class PeriodPlan:
     def all_periods(self) -> tuple[str, ...]:
         return tuple(p for labels in self.periods.values() for p in labels)
 
-    def months_of(self, grain: str) -> tuple[Month, Month]:
+    def months_of(self, grain: Grain) -> tuple[Month, Month]:
         """First and last month covered by the periods of `grain` that the run writes."""
-        return GRAINS[grain].span(self.first)[0], GRAINS[grain].span(self.last)[1]
-
-    def start_ranges(self) -> dict[str, tuple[int, int]]:
-        """Per grain, the first month index of the first and of the last period written."""
-        return {
-            name: (GRAINS[name].start_of(self.first).index, GRAINS[name].start_of(self.last).index)
-            for name in self.periods
-        }
+        first, last = self.key_ranges[grain.name]
+        return grain.span(first)[0], grain.span(last)[1]
 
 
-def plan_periods(grains: Sequence[str], first: Month, last: Month) -> PeriodPlan:
-    """Every period of every grain that overlaps [first, last], and the months they span.
+def plan_periods(grains: Sequence[Grain], first: Month, last: Month) -> PeriodPlan:
+    """Every period of every grain that a run over [first, last] writes, and what it reads.
 
     A one-month run of March therefore rewrites March, its quarter and its year whole,
     and reads every month those periods need.
@@ -149,18 +233,19 @@ def plan_periods(grains: Sequence[str], first: Month, last: Month) -> PeriodPlan
     if last < first:
         raise ValueError(f"the range ends ({last}) before it starts ({first})")
     periods: dict[str, tuple[str, ...]] = {}
+    key_ranges: dict[str, tuple[int, int]] = {}
     read_from, read_to = first, last
-    for name in grains:
-        grain = GRAINS[name]
-        labels: list[str] = []
-        for month in months_between(first, last):
-            label = grain.label(month)
-            if label not in labels:
-                labels.append(label)
-        periods[name] = tuple(labels)
-        read_from = min(read_from, grain.span(first)[0])
-        read_to = max(read_to, grain.span(last)[1])
-    return PeriodPlan(first, last, periods, read_from, read_to)
+    for grain in grains:
+        if grain.rolling:
+            low, high = first.index, last.index
+        else:
+            low, high = grain.keys_of(first)[0], grain.keys_of(last)[0]
+        keys = sorted({k for m in months_between(first, last) for k in grain.keys_of(m)})
+        periods[grain.name] = tuple(grain.label(k) for k in keys if low <= k <= high)
+        key_ranges[grain.name] = (low, high)
+        read_from = min(read_from, grain.span(low)[0])
+        read_to = max(read_to, grain.span(high)[1])
+    return PeriodPlan(first, last, periods, key_ranges, read_from, read_to)
 
 
 def months_between(first: Month, last: Month) -> Iterable[Month]:
@@ -190,8 +275,8 @@ def month_index(day: Column | str) -> Column:
     return F.year(day_col) * 12 + F.month(day_col) - 1
 
 
-def period_starts(month_idx: Column | str, grains: Sequence[str]) -> Column:
-    """An array of (grain_idx, start_idx) structs: every period a month row rolls up into.
+def period_keys(month_idx: Column | str, grains: Sequence[Grain]) -> Column:
+    """An array of (grain_idx, period_key) structs: every period a month row rolls up into.
 
     Integers, not labels: grouping on them is much cheaper than on strings, and labels are
     made once per output row afterwards (`period_label`).
@@ -199,19 +284,20 @@ def period_starts(month_idx: Column | str, grains: Sequence[str]) -> Column:
     idx = F.col(month_idx) if isinstance(month_idx, str) else month_idx
     return F.array(
         *[
-            F.struct(F.lit(i).alias("grain_idx"), GRAINS[name].start_col(idx).alias("start_idx"))
-            for i, name in enumerate(grains)
+            F.struct(F.lit(i).alias("grain_idx"), key.alias("period_key"))
+            for i, grain in enumerate(grains)
+            for key in grain.key_cols(idx)
         ]
     )
 
 
-def grain_name(grain_idx: Column, grains: Sequence[str]) -> Column:
-    return F.element_at(F.array(*[F.lit(name) for name in grains]), grain_idx + 1)
+def grain_name(grain_idx: Column, grains: Sequence[Grain]) -> Column:
+    return F.element_at(F.array(*[F.lit(grain.name) for grain in grains]), grain_idx + 1)
 
 
-def period_label(grain_idx: Column, start_idx: Column, grains: Sequence[str]) -> Column:
-    """The label of the period of grain number `grain_idx` that starts at `start_idx`."""
+def period_label(grain_idx: Column, key: Column, grains: Sequence[Grain]) -> Column:
+    """The label of the period of grain number `grain_idx` with key `key`."""
     label: Column = F.lit(None).cast("string")
     for i in reversed(range(len(grains))):
-        label = F.when(grain_idx == i, GRAINS[grains[i]].label_col(start_idx)).otherwise(label)
+        label = F.when(grain_idx == i, grains[i].label_col(key)).otherwise(label)
     return label

@@ -38,19 +38,23 @@ from revseg.metrics import (
     to_money,
     transaction_facts,
 )
-from revseg.periods import Month, PeriodPlan, plan_periods
-from revseg.quality import reason_counts, with_rejection_reason
+from revseg.periods import Grain, Month, PeriodPlan, make_grains, plan_periods
+from revseg.quality import is_blank, reason_counts, with_rejection_reason
 from revseg.tiers import assign_segments, cut_points, tier_boundaries
 
 logger = logging.getLogger(__name__)
 
-_CUTS_SCHEMA = StructType(
-    [
-        StructField("period_grain", StringType(), False),
-        StructField("period", StringType(), False),
-        StructField("cut_points", ArrayType(LongType()), True),
-    ]
-)
+
+def cuts_schema(groups: tuple[str, ...]) -> StructType:
+    """The cut points collected to the driver: one row per period (x group)."""
+    return StructType(
+        [
+            StructField("period_grain", StringType(), False),
+            StructField("period", StringType(), False),
+            *[StructField(group, StringType(), False) for group in groups],
+            StructField("cut_points", ArrayType(LongType()), True),
+        ]
+    )
 
 
 @dataclass
@@ -64,6 +68,7 @@ class RunResult:
     counts: dict[str, int]
     table_versions: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    skipped_windows: tuple[str, ...] = ()
 
     def table_path(self, name: str) -> str:
         return paths.join(self.output_path, name)
@@ -108,33 +113,45 @@ def run_segmentation(
     if (first is None) != (last is None):
         first = first or last
         last = last or first
-    plan = plan_periods(config.periods.grains, first, last) if first and last else None
+    grains = make_grains(config.periods.grains, config.periods.fiscal_year_start_month)
+    plan = plan_periods(grains, first, last) if first and last else None
     logger.info("run %s: %s", run_id, _describe_request(plan))
 
     with timer("read"):
-        transactions, observations = _prepare(spark, config, plan)
+        transactions, observations = _prepare(spark, config, grains, plan)
 
+    groups = config.tiers.by
+    tier_keys = (*contract.PERIOD_KEYS, *groups)
     customer_periods = transactions.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with timer("aggregate and cut points"):
             cut_rows = cut_points(
-                customer_periods, config.tiers.levels, config.tiers.accuracy
+                customer_periods, config.tiers.levels, config.tiers.accuracy, tier_keys
             ).collect()
-        cuts = spark.createDataFrame(cut_rows, _CUTS_SCHEMA)
-        segmented = assign_segments(customer_periods, cuts, config.tiers.levels)
+        cuts = spark.createDataFrame(cut_rows, cuts_schema(groups))
+        segmented = assign_segments(customer_periods, cuts, config.tiers.levels, tier_keys)
 
         with timer("tier boundaries"):
             boundary_rows = [
                 row.asDict()
-                for row in tier_boundaries(segmented, cuts, config.tiers.levels).collect()
+                for row in tier_boundaries(
+                    segmented, cuts, config.tiers.levels, tier_keys
+                ).collect()
             ]
         periods = _periods_to_write(plan, boundary_rows, config.periods.grains)
         counts = _collect_counts(observations)
-        _reconcile(counts, boundary_rows, periods)
+        skipped = incomplete_windows(grains, counts["first_month_idx"], counts["last_month_idx"])
+        periods = {g: tuple(p for p in labels if p not in skipped) for g, labels in periods.items()}
+        if not any(periods.values()):
+            raise RunError(
+                "nothing to write: every requested rolling window lacks history in the data "
+                "read (add a calendar grain, or a range whose windows are complete)"
+            )
+        _reconcile(counts, boundary_rows, periods, grains)
 
         with timer("write"):
             versions = _write_tables(
-                spark, config, _segments_output(segmented), boundary_rows, periods, run_id
+                spark, config, _segments_output(segmented, groups), boundary_rows, periods, run_id
             )
     finally:
         customer_periods.unpersist()
@@ -147,6 +164,7 @@ def run_segmentation(
         counts=counts,
         table_versions=versions,
         stage_seconds=timer.seconds,
+        skipped_windows=tuple(sorted(skipped & {row["period"] for row in boundary_rows})),
     )
     logger.info("run %s succeeded: %s", run_id, counts)
     return result
@@ -161,7 +179,7 @@ def _describe_request(plan: PeriodPlan | None) -> str:
 
 
 def _prepare(
-    spark: SparkSession, config: Config, plan: PeriodPlan | None
+    spark: SparkSession, config: Config, grains: tuple[Grain, ...], plan: PeriodPlan | None
 ) -> tuple[DataFrame, dict[str, Observation]]:
     """The lazy plan from the source to customer x period rows, with its observations."""
     source = read_source(spark, config.source)
@@ -178,7 +196,11 @@ def _prepare(
     checked = with_rejection_reason(
         conform_transactions(source, columns), config.revenue.reporting_currency
     )
-    facts = transaction_facts(checked, config.periods.timezone, keep=("reason",))
+    groups = config.tiers.by
+    checked = checked.withColumns(
+        {g: F.when(is_blank(g), F.lit(contract.UNKNOWN_GROUP)).otherwise(F.trim(g)) for g in groups}
+    )
+    facts = transaction_facts(checked, config.periods.timezone, keep=("reason", *groups))
     in_range = F.lit(True)
     if plan is not None:
         in_range = F.col("month_idx").between(plan.read_from.index, plan.read_to.index)
@@ -190,30 +212,53 @@ def _prepare(
         F.count(F.when(valid & ~in_range, 1)).alias("outside_range"),
     ).where(valid & in_range)
 
-    unique = deduplicate(facts.repartition("customer_id"), config.periods.timezone)
+    unique = deduplicate(facts.repartition("customer_id"), config.periods.timezone, groups)
     unique_obs = Observation("unique")
     unique = unique.observe(
         unique_obs,
         F.count(F.lit(1)).alias("valid_rows"),
         F.sum(F.col("copies") - 1).alias("duplicate"),
-        *_revenue_by_grain(config.periods.grains, plan),
+        F.min("month_idx").alias("first_month_idx"),
+        F.max("month_idx").alias("last_month_idx"),
+        *_revenue_by_grain(grains, plan),
     )
-    months = month_aggregates(unique)
-    start_ranges = plan.start_ranges() if plan is not None else None
-    customer_periods = roll_up(months, config.periods.grains, start_ranges)
+    months = month_aggregates(unique, groups)
+    key_ranges = plan.key_ranges if plan is not None else None
+    customer_periods = roll_up(months, grains, key_ranges, groups)
     return customer_periods, {"input": input_obs, "unique": unique_obs}
 
 
-def _revenue_by_grain(grains: tuple[str, ...], plan: PeriodPlan | None) -> list[Any]:
-    """Valid revenue in the months each grain writes: what its output must add up to."""
+def _revenue_by_grain(grains: tuple[Grain, ...], plan: PeriodPlan | None) -> list[Any]:
+    """Valid revenue in the months each calendar grain writes: what its output must add up to.
+
+    Rolling windows overlap (each month is in several), so they have no such total.
+    """
     sums = []
-    for name in grains:
+    for grain in grains:
+        if grain.rolling:
+            continue
         cents = F.col("amount_cents")
         if plan is not None:
-            first, last = plan.months_of(name)
+            first, last = plan.months_of(grain)
             cents = F.when(F.col("month_idx").between(first.index, last.index), cents)
-        sums.append(F.coalesce(F.sum(cents), F.lit(0)).alias(f"revenue_cents_{name}"))
+        sums.append(F.coalesce(F.sum(cents), F.lit(0)).alias(f"revenue_cents_{grain.name}"))
     return sums
+
+
+def incomplete_windows(grains: tuple[Grain, ...], first_month: int, last_month: int) -> set[str]:
+    """Rolling windows that start before the first month read or end after the last one.
+
+    Such a window lacks history (or runs past the data), so it is not written.
+    """
+    skipped: set[str] = set()
+    for grain in grains:
+        if not grain.rolling:
+            continue
+        for key in range(first_month, last_month + grain.months):
+            window_first, window_last = grain.span(key)
+            if window_first.index < first_month or window_last.index > last_month:
+                skipped.add(grain.label(key))
+    return skipped
 
 
 def _collect_counts(observations: dict[str, Observation]) -> dict[str, int]:
@@ -248,9 +293,13 @@ def _reconcile(
     counts: dict[str, int],
     boundaries: list[dict[str, Any]],
     periods: dict[str, tuple[str, ...]],
+    grains: tuple[Grain, ...],
 ) -> None:
-    """Valid revenue in must equal revenue out, to the cent, for every grain."""
+    """Valid revenue in must equal revenue out, to the cent, for every calendar grain."""
+    calendar = {g.name for g in grains if not g.rolling}
     for grain, labels in periods.items():
+        if grain not in calendar:
+            continue
         written = sum(
             int(row["revenue"] * 100)
             for row in boundaries
@@ -264,12 +313,13 @@ def _reconcile(
             )
 
 
-def _segments_output(segmented: DataFrame) -> DataFrame:
+def _segments_output(segmented: DataFrame, groups: tuple[str, ...]) -> DataFrame:
     revenue = to_money("revenue_cents")
     return segmented.select(
         "customer_id",
         "period",
         "period_grain",
+        *groups,
         "segment",
         revenue.alias("revenue"),
         F.col("orders").cast("long").alias("orders"),
@@ -292,20 +342,22 @@ def _write_tables(
     all_periods = [p for labels in periods.values() for p in labels]
     segments_path = table_path(config, contract.CUSTOMER_SEGMENTS)
     boundaries_path = table_path(config, contract.TIER_BOUNDARIES)
+    groups = config.tiers.by
+    segments_schema = contract.with_groups(contract.CUSTOMER_SEGMENTS_SCHEMA, groups)
+    boundaries_schema = contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, groups)
     ensure_table(
         spark,
         segments_path,
-        contract.CUSTOMER_SEGMENTS_SCHEMA,
+        segments_schema,
         contract.CUSTOMER_SEGMENTS_PARTITIONS,
         contract.CUSTOMER_SEGMENTS_PROPERTIES,
     )
-    ensure_table(
-        spark, boundaries_path, contract.TIER_BOUNDARIES_SCHEMA, contract.TIER_BOUNDARIES_PARTITIONS
-    )
+    ensure_table(spark, boundaries_path, boundaries_schema, contract.TIER_BOUNDARIES_PARTITIONS)
     written_periods = set(all_periods)
+    segments = segments.where(F.col("period").isin(all_periods))
     boundaries = spark.createDataFrame(
         [row for row in boundary_rows if row["period"] in written_periods],
-        contract.TIER_BOUNDARIES_SCHEMA,
+        boundaries_schema,
     )
     return {
         contract.CUSTOMER_SEGMENTS: replace_periods(

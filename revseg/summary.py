@@ -19,8 +19,17 @@ def format_summary(result: RunResult, config: Config, periods_shown: int = PERIO
     segments = [level.name for level in config.tiers.levels] + [NO_REVENUE_SEGMENT]
     lines = [f"revseg run {result.run_id} succeeded", ""]
     by_period: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
-    for row in result.boundaries:
-        by_period[(row["period_grain"], row["period"])][row["segment"]] = row
+    for row in result.boundaries:  # summed over tiers.by groups, if any
+        cell = by_period[(row["period_grain"], row["period"])].setdefault(
+            row["segment"], {"customers": 0, "revenue": Decimal(0)}
+        )
+        cell["customers"] += row["customers"]
+        cell["revenue"] += row["revenue"]
+    for period_cells in by_period.values():
+        period_total = sum((c["revenue"] for c in period_cells.values()), Decimal(0))
+        for cell in period_cells.values():
+            share = cell["revenue"] / period_total if period_total else None
+            cell["revenue_share"] = None if share is None else float(share)
 
     for grain, periods in result.periods.items():
         if not periods:
@@ -39,6 +48,11 @@ def format_summary(result: RunResult, config: Config, periods_shown: int = PERIO
         lines.append("")
     lines.append("  cells: customers (share of the period's revenue)")
     lines.append("")
+    if result.skipped_windows:
+        lines.append(
+            "rolling windows not written (they lack history in the data read): "
+            + ", ".join(result.skipped_windows)
+        )
     lines.append(_counts_line(result.counts))
     lines.append("tables:")
     for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES):

@@ -97,6 +97,8 @@ def test_levels_from_yaml(tmp_path: Path) -> None:
         ("source: {columns: {amt: x}}", "config key 'source.columns.amt': not a canonical"),
         ("spark: {sql.shuffle.partitions: 4}", "config key 'spark.sql.shuffle.partitions'"),
         ("revenue: {reporting_currency: dollars}", "config key 'revenue.reporting_currency'"),
+        ("tiers: {by: [customer_id]}", "config key 'tiers.by[0]': 'customer_id' cannot group"),
+        ("periods: {fiscal_year_start_month: 13}", "'periods.fiscal_year_start_month'"),
         ("- just\n- a list\n", "the top level must be a mapping"),
         ("source: [1, 2]", "config key 'source': expected a mapping"),
     ],

@@ -18,7 +18,7 @@ from revseg.metrics import (
     to_money,
     transaction_facts,
 )
-from revseg.periods import Month
+from revseg.periods import Month, make_grains
 
 TX_SCHEMA = (
     "customer_id string, transaction_id string, transaction_ts timestamp, amount decimal(18,2)"
@@ -48,7 +48,7 @@ def test_month_aggregates_and_rollup(spark: SparkSession) -> None:
     ]
     tx = spark.createDataFrame(rows, TX_SCHEMA)
     months = month_aggregates(transaction_facts(tx, "UTC"))
-    per_period = roll_up(months, ("month", "quarter", "year"))
+    per_period = roll_up(months, make_grains(("month", "quarter", "year"))).drop("period_key")
     expected = spark.createDataFrame(
         [
             (
@@ -159,7 +159,7 @@ def test_rollup_keeps_only_requested_periods(spark: SparkSession) -> None:
         "quarter": (march - 2, march - 2),
         "year": (march - 2, march - 2),
     }
-    kept = roll_up(months, ("month", "quarter", "year"), ranges)
+    kept = roll_up(months, make_grains(("month", "quarter", "year")), ranges)
     got = {(r["period"], r["revenue_cents"]) for r in kept.collect()}
     assert got == {("2024-03", 100), ("2024-Q1", 300), ("2024", 1200)}
 
@@ -169,7 +169,8 @@ def test_active_days_count_distinct_days_across_months(spark: SparkSession) -> N
     rows = [("a", f"t{i}", ts(f"{d} 08:00:00"), Decimal("1.00")) for i, d in enumerate(days)]
     months = month_aggregates(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
     result = {
-        r["period"]: r["active_days"] for r in roll_up(months, ("month", "quarter")).collect()
+        r["period"]: r["active_days"]
+        for r in roll_up(months, make_grains(("month", "quarter"))).collect()
     }
     assert result == {"2024-01": 2, "2024-02": 2, "2024-03": 1, "2024-Q1": 5}
 
@@ -198,3 +199,15 @@ def test_average_order_value_rounds_half_up_and_handles_no_orders(spark: SparkSe
     ]
     assert got == expected
     assert got[:2] == [Decimal("0.03"), Decimal("-0.03")]
+
+
+def test_rolling_and_fiscal_rollup(spark: SparkSession) -> None:
+    amounts = {1: "1.00", 2: "2.00", 3: "4.00", 4: "8.00", 5: "16.00"}
+    rows = [("a", f"t{m}", ts(f"2024-{m:02d}-10 12:00:00"), Decimal(v)) for m, v in amounts.items()]
+    months = month_aggregates(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
+    grains = make_grains(("rolling_3m", "fiscal_quarter", "fiscal_year"), fiscal_year_start_month=4)
+    got = {r["period"]: r["revenue_cents"] for r in roll_up(months, grains).collect()}
+    assert got["L3M-2024-03"] == 700 and got["L3M-2024-05"] == 2800
+    assert got["L3M-2024-01"] == 100 and got["L3M-2024-07"] == 1600  # partial: lacks history
+    assert got["FY2024-Q4"] == 700 and got["FY2025-Q1"] == 2400
+    assert got["FY2024"] == 700 and got["FY2025"] == 2400

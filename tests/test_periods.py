@@ -10,7 +10,17 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from revseg.periods import GRAINS, Month, local_date, month_index, plan_periods
+from revseg.periods import (
+    GRAINS,
+    SUPPORTED_GRAINS,
+    Month,
+    local_date,
+    make_grains,
+    month_index,
+    period_keys,
+    plan_periods,
+)
+from revseg.pipeline import incomplete_windows
 
 
 def test_month_parse_and_arithmetic() -> None:
@@ -26,30 +36,86 @@ def test_month_parse_and_arithmetic() -> None:
 
 def test_one_month_plan_rewrites_its_quarter_and_year() -> None:
     plan = plan_periods(
-        ("month", "quarter", "year"), Month.parse("2024-03"), Month.parse("2024-03")
+        make_grains(("month", "quarter", "year")), Month.parse("2024-03"), Month.parse("2024-03")
     )
     assert plan.periods == {"month": ("2024-03",), "quarter": ("2024-Q1",), "year": ("2024",)}
     assert (str(plan.read_from), str(plan.read_to)) == ("2024-01", "2024-12")
-    assert [str(m) for m in plan.months_of("quarter")] == ["2024-01", "2024-03"]
+    assert [str(m) for m in plan.months_of(GRAINS["quarter"])] == ["2024-01", "2024-03"]
 
 
 def test_range_across_years() -> None:
-    plan = plan_periods(("month", "quarter"), Month.parse("2023-11"), Month.parse("2024-02"))
+    plan = plan_periods(
+        make_grains(("month", "quarter")), Month.parse("2023-11"), Month.parse("2024-02")
+    )
     assert plan.periods["month"] == ("2023-11", "2023-12", "2024-01", "2024-02")
     assert plan.periods["quarter"] == ("2023-Q4", "2024-Q1")
     assert (str(plan.read_from), str(plan.read_to)) == ("2023-10", "2024-03")
 
 
-def test_spark_labels_match_driver_labels(spark: SparkSession) -> None:
-    months = [Month(i) for i in range(Month.parse("1999-01").index, Month.parse("2031-12").index)]
-    frame = spark.createDataFrame([(m.index,) for m in months], "month_idx int")
-    labels = frame.select(
-        "month_idx", *[GRAINS[g].label_col(F.col("month_idx")).alias(g) for g in GRAINS]
-    ).collect()
+@pytest.mark.parametrize("fiscal_start", [1, 4, 10])
+def test_spark_labels_match_driver_labels(spark: SparkSession, fiscal_start: int) -> None:
+    grains = make_grains(SUPPORTED_GRAINS, fiscal_start)
+    keys = range(Month.parse("1999-01").index, Month.parse("2031-12").index)
+    frame = spark.createDataFrame([(k,) for k in keys], "k int")
+    labels = frame.select("k", *[g.label_col(F.col("k")).alias(g.name) for g in grains]).collect()
     for row in labels:
-        month = Month(row["month_idx"])
-        for grain in GRAINS:
-            assert row[grain] == GRAINS[grain].label(month), (grain, str(month))
+        for grain in grains:
+            assert row[grain.name] == grain.label(row["k"]), (grain.name, row["k"])
+
+
+def test_spark_period_keys_match_driver_keys(spark: SparkSession) -> None:
+    grains = make_grains(SUPPORTED_GRAINS, 7)
+    months = range(Month.parse("2023-01").index, Month.parse("2025-12").index)
+    frame = spark.createDataFrame([(m,) for m in months], "m int")
+    rows = frame.select("m", F.inline(period_keys("m", grains))).collect()
+    got: dict[int, set[tuple[int, int]]] = {}
+    for row in rows:
+        got.setdefault(row["m"], set()).add((row["grain_idx"], row["period_key"]))
+    for m in months:
+        expected = {(i, k) for i, g in enumerate(grains) for k in g.keys_of(Month(m))}
+        assert got[m] == expected
+
+
+@pytest.mark.parametrize(
+    ("fiscal_start", "month", "fiscal_quarter", "fiscal_year", "quarter_months"),
+    [
+        (1, "2024-01", "FY2024-Q1", "FY2024", ("2024-01", "2024-03")),
+        (1, "2024-12", "FY2024-Q4", "FY2024", ("2024-10", "2024-12")),
+        (4, "2024-03", "FY2024-Q4", "FY2024", ("2024-01", "2024-03")),
+        (4, "2024-04", "FY2025-Q1", "FY2025", ("2024-04", "2024-06")),
+        (4, "2025-03", "FY2025-Q4", "FY2025", ("2025-01", "2025-03")),
+        (2, "2024-01", "FY2024-Q4", "FY2024", ("2023-11", "2024-01")),
+        (2, "2024-02", "FY2025-Q1", "FY2025", ("2024-02", "2024-04")),
+    ],
+)
+def test_fiscal_periods_are_named_by_the_year_they_end(
+    fiscal_start: int,
+    month: str,
+    fiscal_quarter: str,
+    fiscal_year: str,
+    quarter_months: tuple[str, str],
+) -> None:
+    fq, fy = make_grains(("fiscal_quarter", "fiscal_year"), fiscal_start)
+    m = Month.parse(month)
+    (q_key,), (y_key,) = fq.keys_of(m), fy.keys_of(m)
+    assert (fq.label(q_key), fy.label(y_key)) == (fiscal_quarter, fiscal_year)
+    assert tuple(str(x) for x in fq.span(q_key)) == quarter_months
+    first, last = fy.span(y_key)
+    assert last.index - first.index == 11 and first.month == fiscal_start
+
+
+def test_rolling_windows_plan_reads_the_lookback() -> None:
+    grains = make_grains(("month", "rolling_3m", "rolling_12m"))
+    plan = plan_periods(grains, Month.parse("2024-06"), Month.parse("2024-07"))
+    assert plan.periods["rolling_3m"] == ("L3M-2024-06", "L3M-2024-07")
+    assert plan.periods["rolling_12m"] == ("L12M-2024-06", "L12M-2024-07")
+    assert (str(plan.read_from), str(plan.read_to)) == ("2023-07", "2024-07")
+
+
+def test_incomplete_windows_lack_history_or_run_past_the_data() -> None:
+    grains = make_grains(("month", "rolling_3m"))
+    skipped = incomplete_windows(grains, Month.parse("2024-01").index, Month.parse("2024-06").index)
+    assert skipped == {"L3M-2024-01", "L3M-2024-02", "L3M-2024-07", "L3M-2024-08"}
 
 
 @pytest.mark.parametrize(
@@ -88,18 +154,22 @@ def test_local_date_ignores_session_time_zone(spark: SparkSession) -> None:
 @given(
     first=st.integers(Month.parse("1990-01").index, Month.parse("2060-12").index),
     length=st.integers(0, 40),
-    grains=st.lists(st.sampled_from(sorted(GRAINS)), min_size=1, max_size=3, unique=True),
+    names=st.lists(st.sampled_from(SUPPORTED_GRAINS), min_size=1, max_size=4, unique=True),
+    fiscal_start=st.integers(1, 12),
 )
-def test_plan_covers_exactly_the_overlapping_periods(
-    first: int, length: int, grains: list[str]
+def test_plan_covers_exactly_the_periods_of_the_range(
+    first: int, length: int, names: list[str], fiscal_start: int
 ) -> None:
     start, end = Month(first), Month(first + length)
+    grains = make_grains(names, fiscal_start)
     plan = plan_periods(grains, start, end)
-    for name in grains:
-        grain = GRAINS[name]
-        overlapping = {grain.label(Month(i)) for i in range(start.index, end.index + 1)}
-        assert set(plan.periods[name]) == overlapping
-        for i in range(start.index, end.index + 1):
-            span_first, span_last = grain.span(Month(i))
-            assert plan.read_from <= span_first and span_last <= plan.read_to
+    months = [Month(i) for i in range(start.index, end.index + 1)]
+    for grain in grains:
+        if grain.rolling:  # the windows that end in the range
+            wanted = {grain.label(m.index) for m in months}
+        else:  # every period that overlaps the range
+            wanted = {grain.label(k) for m in months for k in grain.keys_of(m)}
+        assert set(plan.periods[grain.name]) == wanted
+        low, high = plan.key_ranges[grain.name]
+        assert plan.read_from <= grain.span(low)[0] and grain.span(high)[1] <= plan.read_to
     assert plan.read_from <= start and end <= plan.read_to

@@ -263,3 +263,67 @@ def test_other_source_formats_give_the_same_revenue(
     written = revenue_by_period(read_delta(result.table_path(contract.CUSTOMER_SEGMENTS)))
     expected = {k: v for k, v in expected_revenue(lake).items() if k[0] == "quarter"}
     assert written == expected
+
+
+def test_fiscal_and_rolling_grains(spark: SparkSession, lake: str, tmp_path: Path) -> None:
+    config = config_for(
+        lake,
+        tmp_path / "out",
+        "periods.grains=[month, fiscal_quarter, fiscal_year, rolling_3m]",
+        "periods.fiscal_year_start_month=4",
+    )
+    result = run_segmentation(spark, config)
+    month = {p: v for (g, p), v in expected_revenue(lake).items() if g == "month"}
+    written = revenue_by_period(read_delta(result.table_path(contract.CUSTOMER_SEGMENTS)))
+
+    def months(*labels: str) -> Decimal:
+        return sum((month[f"2024-{m}"] for m in labels), Decimal(0))
+
+    assert written[("fiscal_year", "FY2024")] == months("01", "02", "03")
+    assert written[("fiscal_year", "FY2025")] == months("04", "05", "06")
+    assert written[("fiscal_quarter", "FY2024-Q4")] == months("01", "02", "03")
+    assert written[("fiscal_quarter", "FY2025-Q1")] == months("04", "05", "06")
+    for end in range(3, 7):
+        label = f"L3M-2024-{end:02d}"
+        assert written[("rolling_3m", label)] == months(
+            *[f"{m:02d}" for m in range(end - 2, end + 1)]
+        )
+    rolling = sorted(p for g, p in written if g == "rolling_3m")
+    assert rolling == ["L3M-2024-03", "L3M-2024-04", "L3M-2024-05", "L3M-2024-06"]
+    assert result.skipped_windows == ("L3M-2024-01", "L3M-2024-02", "L3M-2024-07", "L3M-2024-08")
+
+    # A range run reads the lookback its windows need; a window without history is skipped.
+    march = run_segmentation(spark, config, Month.parse("2024-03"), Month.parse("2024-03"))
+    assert march.periods["rolling_3m"] == ("L3M-2024-03",)
+    february = run_segmentation(spark, config, Month.parse("2024-02"), Month.parse("2024-02"))
+    assert february.periods["rolling_3m"] == ()
+    assert february.skipped_windows == ("L3M-2024-02",)
+    assert revenue_by_period(read_delta(result.table_path(contract.CUSTOMER_SEGMENTS))) == written
+
+
+def test_tiers_by_market(spark: SparkSession, lake: str, tmp_path: Path) -> None:
+    config = config_for(lake, tmp_path / "out", "tiers.by=[market]", "periods.grains=[quarter]")
+    result = run_segmentation(spark, config)
+    segments = read_delta(result.table_path(contract.CUSTOMER_SEGMENTS))
+    boundaries = read_delta(result.table_path(contract.TIER_BOUNDARIES))
+    assert list(segments[0])[:4] == ["customer_id", "period", "period_grain", "market"]
+    assert list(boundaries[0])[:3] == ["period", "period_grain", "market"]
+    markets = {r["market"] for r in segments}
+    assert markets == {"US", "GB", "DE", "JP", "BR"}
+    expected = {k: v for k, v in expected_revenue(lake).items() if k[0] == "quarter"}
+    assert revenue_by_period(segments) == expected  # groups split customers, not money
+    for (period, market), share in _platinum_shares(segments).items():
+        assert share <= 0.02 + 1 / 50, (period, market, share)  # top 1% within each market
+    cut = {(b["period"], b["market"], b["segment"]): b["min_revenue"] for b in boundaries}
+    for row in segments:
+        if row["segment"] == "platinum":
+            assert row["revenue"] >= cut[(row["period"], row["market"], "platinum")]
+
+
+def _platinum_shares(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        key = (row["period"], row["market"])
+        counts[key][1] += 1
+        counts[key][0] += row["segment"] == "platinum"
+    return {k: top / n for k, (top, n) in counts.items()}

@@ -129,3 +129,27 @@ def test_tier_boundaries(spark: SparkSession) -> None:
     assert got[("2024-01", "no_revenue")]["revenue"] == Decimal("-0.50")
     assert got[("2024-01", "no_revenue")]["min_revenue"] is None
     assert got[("2024-02", "top")]["revenue_share"] == pytest.approx(1.0)
+
+
+def test_tiers_within_groups_and_a_single_customer_market(spark: SparkSession) -> None:
+    rows = [(f"us{i}", "month", "2024-01", "US", i) for i in range(1, 101)]
+    rows += [("lu1", "month", "2024-01", "LU", 5)]
+    frame = spark.createDataFrame(
+        rows,
+        "customer_id string, period_grain string, period string, market string, revenue_cents long",
+    )
+    keys = ("period_grain", "period", "market")
+    cuts = cut_points(frame, DEFAULT_LEVELS, 10000, keys)
+    got = {
+        r["customer_id"]: r["segment"]
+        for r in assign_segments(frame, cuts, DEFAULT_LEVELS, keys).collect()
+    }
+    assert got["lu1"] == "platinum"  # alone in its market: the top of it
+    us = Counter(segment for customer, segment in got.items() if customer.startswith("us"))
+    assert us == {"platinum": 2, "gold": 9, "silver": 40, "bronze": 49}  # LU does not move US
+    boundaries = tier_boundaries(
+        assign_segments(frame, cuts, DEFAULT_LEVELS, keys), cuts, DEFAULT_LEVELS, keys
+    ).collect()
+    lu = {r["segment"]: r for r in boundaries if r["market"] == "LU"}
+    assert lu["platinum"]["customers"] == 1 and lu["platinum"]["revenue_share"] == 1.0
+    assert lu["bronze"]["customers"] == 0
