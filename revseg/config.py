@@ -91,10 +91,30 @@ class TiersConfig:
 
 
 @dataclass(frozen=True)
+class TransactionTypes:
+    """Which `transaction_type` values are sales, refunds (returns, chargebacks) or ignored.
+
+    Matched case-insensitively after trimming; a row without a type is a sale.
+    """
+
+    sale: tuple[str, ...] = ("sale", "purchase", "order")
+    refund: tuple[str, ...] = ("refund", "return", "chargeback")
+    ignore: tuple[str, ...] = ("test", "void")
+
+    def normalised(self, kind: str) -> tuple[str, ...]:
+        return tuple(value.strip().lower() for value in getattr(self, kind))
+
+
+REFUND_ATTRIBUTIONS = ("transaction",)
+
+
+@dataclass(frozen=True)
 class RevenueConfig:
-    """How money is counted: revenue is reported in one currency only."""
+    """How money is counted: net of refunds, in one reporting currency."""
 
     reporting_currency: str = "USD"
+    types: TransactionTypes = field(default_factory=TransactionTypes)
+    refund_attribution: str = "transaction"
 
 
 @dataclass(frozen=True)
@@ -320,9 +340,34 @@ def _validate(config: Config) -> None:
             "config key 'revenue.reporting_currency': expected an ISO 4217 code such as USD, "
             f"got {config.revenue.reporting_currency!r}"
         )
+    _validate_types(config.revenue.types)
+    if config.revenue.refund_attribution not in REFUND_ATTRIBUTIONS:
+        raise ConfigError(
+            "config key 'revenue.refund_attribution': expected one of "
+            f"{', '.join(REFUND_ATTRIBUTIONS)}, got {config.revenue.refund_attribution!r}"
+            + (
+                " (attribution to the original sale's period is not supported yet)"
+                if config.revenue.refund_attribution == "original"
+                else ""
+            )
+        )
     for key in config.spark:
         if not key.startswith("spark."):
             raise ConfigError(f"config key 'spark.{key}': Spark settings start with 'spark.'")
+
+
+def _validate_types(types: TransactionTypes) -> None:
+    seen: dict[str, str] = {}
+    for kind in ("sale", "refund", "ignore"):
+        for i, value in enumerate(types.normalised(kind)):
+            if not value:
+                raise ConfigError(f"config key 'revenue.types.{kind}[{i}]': must not be blank")
+            if value in seen:
+                raise ConfigError(
+                    f"config key 'revenue.types.{kind}[{i}]': {value!r} is already listed "
+                    f"under revenue.types.{seen[value]}"
+                )
+            seen[value] = kind
 
 
 def _validate_source(source: SourceConfig) -> None:

@@ -45,6 +45,8 @@ CUSTOMER_SEGMENTS_SCHEMA = StructType(
         StructField("period_grain", StringType(), False),
         StructField("segment", StringType(), False),
         StructField("revenue", MONEY, False),
+        StructField("gross_revenue", MONEY, False),
+        StructField("refunds", MONEY, False),
         StructField("orders", LongType(), False),
         StructField("avg_order_value", MONEY, True),
         StructField("first_transaction_ts", TimestampType(), True),

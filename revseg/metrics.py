@@ -31,16 +31,26 @@ def to_money(cents: Column | str) -> Column:
 
 
 def transaction_facts(
-    transactions: DataFrame, timezone: str, keep: Sequence[str] = ()
+    transactions: DataFrame,
+    timezone: str,
+    keep: Sequence[str] = (),
+    refund: Column | None = None,
 ) -> DataFrame:
-    """The few columns the aggregates need, with the local month and day of each row."""
+    """The few columns the aggregates need, with the local month and day of each row.
+
+    `amount_cents` is signed: a refund (`refund` true) reduces revenue by its absolute
+    amount, whatever sign the source gives it.
+    """
     day = local_date("transaction_ts", timezone)
+    is_refund = F.lit(False) if refund is None else refund
+    cents = to_cents("amount")
     return transactions.select(
         *keep,
         "customer_id",
         "transaction_id",
         "transaction_ts",
-        to_cents("amount").alias("amount_cents"),
+        F.when(is_refund, -F.abs(cents)).otherwise(cents).alias("amount_cents"),
+        is_refund.alias("is_refund"),
         month_index(day).alias("month_idx"),
         F.dayofmonth(day).alias("day"),
     )
@@ -71,6 +81,7 @@ def deduplicate(facts: DataFrame, timezone: str, groups: Sequence[str] = ()) -> 
     kept = facts.groupBy("customer_id", "transaction_id").agg(
         F.min(copy_order(F.col("transaction_ts"), F.col("amount_cents"))).alias("order_key"),
         F.count(F.lit(1)).alias("copies"),
+        F.min("is_refund").alias("is_refund"),
         *[F.min(group).alias(group) for group in groups],
     )
     micros = F.floor(F.col("order_key") / F.lit(_AMOUNT_SPAN))
@@ -81,6 +92,7 @@ def deduplicate(facts: DataFrame, timezone: str, groups: Sequence[str] = ()) -> 
         *groups,
         F.timestamp_micros(micros.cast("long")).alias("transaction_ts"),
         cents.cast("long").alias("amount_cents"),
+        "is_refund",
         "copies",
     )
     day = local_date("transaction_ts", timezone)
@@ -93,10 +105,14 @@ def day_bit(day_of_month: Column) -> Column:
 
 
 def month_aggregates(facts: DataFrame, groups: Sequence[str] = ()) -> DataFrame:
-    """Customer (x group) x month: revenue in cents, orders, first/last timestamp, day bitmap."""
+    """Customer (x group) x month: net revenue, sales and refunds in cents, orders (sales),
+    first/last timestamp and a bitmap of active days."""
+    sale = ~F.col("is_refund")
     return facts.groupBy("customer_id", *groups, "month_idx").agg(
         F.sum("amount_cents").alias("revenue_cents"),
-        F.count(F.lit(1)).alias("orders"),
+        F.coalesce(F.sum(F.when(sale, F.col("amount_cents"))), F.lit(0)).alias("gross_cents"),
+        F.coalesce(-F.sum(F.when(~sale, F.col("amount_cents"))), F.lit(0)).alias("refund_cents"),
+        F.count(F.when(sale, 1)).alias("orders"),
         F.min("transaction_ts").alias("first_transaction_ts"),
         F.max("transaction_ts").alias("last_transaction_ts"),
         F.bit_or(day_bit(F.col("day"))).alias("day_mask"),
@@ -124,6 +140,8 @@ def roll_up(
         exploded = exploded.where(wanted)
     totals = exploded.groupBy("customer_id", *groups, "grain_idx", "period_key").agg(
         F.sum("revenue_cents").alias("revenue_cents"),
+        F.sum("gross_cents").alias("gross_cents"),
+        F.sum("refund_cents").alias("refund_cents"),
         F.sum("orders").alias("orders"),
         F.min("first_transaction_ts").alias("first_transaction_ts"),
         F.max("last_transaction_ts").alias("last_transaction_ts"),
@@ -136,6 +154,8 @@ def roll_up(
         period_label(F.col("grain_idx"), F.col("period_key"), grains).alias("period"),
         "period_key",
         "revenue_cents",
+        "gross_cents",
+        "refund_cents",
         "orders",
         "first_transaction_ts",
         "last_transaction_ts",

@@ -39,7 +39,7 @@ from revseg.metrics import (
     transaction_facts,
 )
 from revseg.periods import Grain, Month, PeriodPlan, make_grains, plan_periods
-from revseg.quality import is_blank, reason_counts, with_rejection_reason
+from revseg.quality import is_blank, is_refund, reason_counts, with_rejection_reason
 from revseg.tiers import assign_segments, cut_points, tier_boundaries
 
 logger = logging.getLogger(__name__)
@@ -193,14 +193,17 @@ def _prepare(
             plan.read_from.first_day() - timedelta(days=1),
             plan.read_to.last_day() + timedelta(days=1),
         )
+    types = config.revenue.types
     checked = with_rejection_reason(
-        conform_transactions(source, columns), config.revenue.reporting_currency
+        conform_transactions(source, columns), config.revenue.reporting_currency, types
     )
     groups = config.tiers.by
     checked = checked.withColumns(
         {g: F.when(is_blank(g), F.lit(contract.UNKNOWN_GROUP)).otherwise(F.trim(g)) for g in groups}
     )
-    facts = transaction_facts(checked, config.periods.timezone, keep=("reason", *groups))
+    facts = transaction_facts(
+        checked, config.periods.timezone, keep=("reason", *groups), refund=is_refund(types)
+    )
     in_range = F.lit(True)
     if plan is not None:
         in_range = F.col("month_idx").between(plan.read_from.index, plan.read_to.index)
@@ -322,6 +325,8 @@ def _segments_output(segmented: DataFrame, groups: tuple[str, ...]) -> DataFrame
         *groups,
         "segment",
         revenue.alias("revenue"),
+        to_money("gross_cents").alias("gross_revenue"),
+        to_money("refund_cents").alias("refunds"),
         F.col("orders").cast("long").alias("orders"),
         average_order_value(F.col("revenue_cents"), F.col("orders")).alias("avg_order_value"),
         "first_transaction_ts",

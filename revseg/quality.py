@@ -8,6 +8,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from revseg.config import TransactionTypes
 from revseg.conform import raw_name
 
 MISSING_TRANSACTION_ID = "missing_transaction_id"
@@ -18,6 +19,8 @@ MISSING_TIMESTAMP = "missing_timestamp"
 INVALID_TIMESTAMP = "invalid_timestamp"
 MISSING_CURRENCY = "missing_currency"
 MISSING_FX_RATE = "missing_fx_rate"
+EXCLUDED_TYPE = "excluded_type"
+UNKNOWN_TRANSACTION_TYPE = "unknown_transaction_type"
 DUPLICATE = "duplicate"
 
 ROW_REASONS = (
@@ -29,6 +32,8 @@ ROW_REASONS = (
     INVALID_TIMESTAMP,
     MISSING_CURRENCY,
     MISSING_FX_RATE,
+    EXCLUDED_TYPE,
+    UNKNOWN_TRANSACTION_TYPE,
 )
 
 
@@ -42,8 +47,19 @@ def unparsed(canonical: str) -> Column:
     return F.col(canonical).isNull() & F.col(raw_name(canonical)).isNotNull()
 
 
-def rejection_reason(reporting_currency: str) -> Column:
+def normalised_type() -> Column:
+    return F.lower(F.trim(F.col("transaction_type")))
+
+
+def is_refund(types: TransactionTypes) -> Column:
+    """A refund, return or chargeback: it reduces revenue by its absolute amount."""
+    return F.coalesce(normalised_type().isin(list(types.normalised("refund"))), F.lit(False))
+
+
+def rejection_reason(reporting_currency: str, types: TransactionTypes | None = None) -> Column:
     """The first rule a conformed row breaks, as a reason code; null for a countable row."""
+    types = types or TransactionTypes()
+    known = [*types.normalised("sale"), *types.normalised("refund")]
     rules: list[tuple[Column, str]] = [
         (is_blank("transaction_id"), MISSING_TRANSACTION_ID),
         (is_blank("customer_id"), MISSING_CUSTOMER_ID),
@@ -52,6 +68,11 @@ def rejection_reason(reporting_currency: str) -> Column:
         (unparsed("transaction_ts"), INVALID_TIMESTAMP),
         (F.col("transaction_ts").isNull(), MISSING_TIMESTAMP),
         (is_blank("currency"), MISSING_CURRENCY),
+        (normalised_type().isin(list(types.normalised("ignore"))), EXCLUDED_TYPE),
+        (
+            F.col("transaction_type").isNotNull() & ~normalised_type().isin(known),
+            UNKNOWN_TRANSACTION_TYPE,
+        ),
         (F.upper(F.trim(F.col("currency"))) != F.lit(reporting_currency), MISSING_FX_RATE),
     ]
     reason = F.lit(None).cast("string")
@@ -60,8 +81,10 @@ def rejection_reason(reporting_currency: str) -> Column:
     return reason
 
 
-def with_rejection_reason(transactions: DataFrame, reporting_currency: str) -> DataFrame:
-    return transactions.withColumn("reason", rejection_reason(reporting_currency))
+def with_rejection_reason(
+    transactions: DataFrame, reporting_currency: str, types: TransactionTypes | None = None
+) -> DataFrame:
+    return transactions.withColumn("reason", rejection_reason(reporting_currency, types))
 
 
 def reason_counts(reason: Column | str = "reason") -> list[Column]:

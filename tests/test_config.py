@@ -99,6 +99,14 @@ def test_levels_from_yaml(tmp_path: Path) -> None:
         ("revenue: {reporting_currency: dollars}", "config key 'revenue.reporting_currency'"),
         ("tiers: {by: [customer_id]}", "config key 'tiers.by[0]': 'customer_id' cannot group"),
         ("periods: {fiscal_year_start_month: 13}", "'periods.fiscal_year_start_month'"),
+        (
+            "revenue: {types: {sale: [sale, Refund]}}",
+            "config key 'revenue.types.refund[0]': 'refund' is already listed under "
+            "revenue.types.sale",
+        ),
+        ("revenue: {types: {ignore: ['  ']}}", "'revenue.types.ignore[0]': must not be blank"),
+        ("revenue: {types: {gift: [x]}}", "unknown config key 'revenue.types.gift'"),
+        ("revenue: {refund_attribution: original}", "is not supported yet"),
         ("- just\n- a list\n", "the top level must be a mapping"),
         ("source: [1, 2]", "config key 'source': expected a mapping"),
     ],

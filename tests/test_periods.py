@@ -125,6 +125,27 @@ def test_incomplete_windows_lack_history_or_run_past_the_data() -> None:
         (datetime(2024, 3, 31, 23, 30, tzinfo=timezone.utc), "Europe/Berlin", date(2024, 4, 1)),
         (datetime(2024, 4, 1, 3, 0, tzinfo=timezone.utc), "America/New_York", date(2024, 3, 31)),
         (datetime(2024, 12, 31, 15, 0, tzinfo=timezone.utc), "Asia/Tokyo", date(2025, 1, 1)),
+        # The last hour of a month, east and west of UTC.
+        (datetime(2024, 4, 30, 14, 59, tzinfo=timezone.utc), "Asia/Tokyo", date(2024, 4, 30)),
+        (datetime(2024, 4, 30, 15, 0, tzinfo=timezone.utc), "Asia/Tokyo", date(2024, 5, 1)),
+        (
+            datetime(2024, 5, 1, 6, 59, tzinfo=timezone.utc),
+            "America/Los_Angeles",
+            date(2024, 4, 30),
+        ),
+        (datetime(2024, 5, 1, 7, 0, tzinfo=timezone.utc), "America/Los_Angeles", date(2024, 5, 1)),
+        # Daylight saving: Berlin springs forward at 01:00 UTC on 2024-03-31 (UTC+1 -> +2).
+        (datetime(2024, 3, 31, 21, 59, tzinfo=timezone.utc), "Europe/Berlin", date(2024, 3, 31)),
+        (datetime(2024, 3, 31, 22, 0, tzinfo=timezone.utc), "Europe/Berlin", date(2024, 4, 1)),
+        # ... and falls back at 01:00 UTC on 2024-10-27; October ends at 23:00 UTC (UTC+1).
+        (datetime(2024, 10, 31, 22, 59, tzinfo=timezone.utc), "Europe/Berlin", date(2024, 10, 31)),
+        (datetime(2024, 10, 31, 23, 0, tzinfo=timezone.utc), "Europe/Berlin", date(2024, 11, 1)),
+        # New York: spring forward 2024-03-10 07:00 UTC, fall back 2024-11-03 06:00 UTC.
+        (datetime(2024, 3, 10, 6, 59, tzinfo=timezone.utc), "America/New_York", date(2024, 3, 10)),
+        (datetime(2024, 3, 11, 3, 59, tzinfo=timezone.utc), "America/New_York", date(2024, 3, 10)),
+        (datetime(2024, 11, 3, 4, 59, tzinfo=timezone.utc), "America/New_York", date(2024, 11, 3)),
+        (datetime(2024, 11, 4, 4, 59, tzinfo=timezone.utc), "America/New_York", date(2024, 11, 3)),
+        (datetime(2024, 11, 4, 5, 0, tzinfo=timezone.utc), "America/New_York", date(2024, 11, 4)),
     ],
 )
 def test_local_date_in_time_zone(

@@ -327,3 +327,37 @@ def _platinum_shares(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]
         counts[key][1] += 1
         counts[key][0] += row["segment"] == "platinum"
     return {k: top / n for k, (top, n) in counts.items()}
+
+
+def test_transaction_types_refunds_and_excluded_rows(spark: SparkSession, tmp_path: Path) -> None:
+    rows = [
+        ("t1", "a", datetime(2024, 1, 5, 10), Decimal("100.00"), "USD", "sale"),
+        ("t2", "a", datetime(2024, 1, 9, 10), Decimal("-25.50"), "USD", " Refund "),
+        ("t3", "a", datetime(2024, 2, 1, 10), Decimal("999.00"), "USD", "test"),
+        ("t4", "b", datetime(2024, 1, 2, 10), Decimal("40.00"), "USD", None),
+        ("t5", "b", datetime(2024, 2, 3, 10), Decimal("60.00"), "USD", "chargeback"),
+        ("t6", "b", datetime(2024, 2, 4, 10), Decimal("5.00"), "USD", "gift"),
+    ]
+    frame = spark.createDataFrame(
+        rows,
+        "transaction_id string, customer_id string, transaction_ts timestamp, "
+        "amount decimal(18,2), currency string, transaction_type string",
+    )
+    lake = write_lake(frame, tmp_path / "lake")
+    result = run_segmentation(spark, config_for(lake, tmp_path / "out", "periods.grains=[month]"))
+    got = {
+        (r["customer_id"], r["period"]): (
+            r["gross_revenue"],
+            r["refunds"],
+            r["revenue"],
+            r["orders"],
+            r["segment"],
+        )
+        for r in read_delta(result.table_path(contract.CUSTOMER_SEGMENTS))
+    }
+    assert got == {
+        ("a", "2024-01"): (Decimal("100.00"), Decimal("25.50"), Decimal("74.50"), 1, "platinum"),
+        ("b", "2024-01"): (Decimal("40.00"), Decimal("0.00"), Decimal("40.00"), 1, "silver"),
+        ("b", "2024-02"): (Decimal("0.00"), Decimal("60.00"), Decimal("-60.00"), 0, "no_revenue"),
+    }
+    assert result.counts["excluded_type"] == 1 and result.counts["unknown_transaction_type"] == 1
