@@ -32,6 +32,9 @@ NO_REVENUE_SEGMENT = "no_revenue"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEGMENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_NOT_JAVA_ZONE_PREFIXES = ("posix/", "right/", "SystemV/")
+_NOT_JAVA_ZONES = ("localtime", "Factory", "posixrules")
+MAX_ACCURACY = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -414,6 +417,10 @@ def _validate_periods(periods: PeriodsConfig) -> None:
         raise ConfigError("config key 'periods.grains': lists a grain twice")
     try:
         zoneinfo.ZoneInfo(periods.timezone)
+        if periods.timezone.startswith(_NOT_JAVA_ZONE_PREFIXES) or periods.timezone in (
+            _NOT_JAVA_ZONES
+        ):
+            raise ValueError(periods.timezone)  # a file of the system's zone database only
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(
             f"config key 'periods.timezone': {periods.timezone!r} is not an IANA time zone "
@@ -459,5 +466,8 @@ def _validate_tiers(tiers: TiersConfig) -> None:
             )
     if len(set(tiers.by)) != len(tiers.by):
         raise ConfigError("config key 'tiers.by': lists a column twice")
-    if tiers.accuracy < 1:
-        raise ConfigError(f"config key 'tiers.accuracy': must be at least 1, got {tiers.accuracy}")
+    if not 1 <= tiers.accuracy <= MAX_ACCURACY:
+        raise ConfigError(
+            f"config key 'tiers.accuracy': must be at least 1 and at most {MAX_ACCURACY:,} "
+            f"(memory grows with it), got {tiers.accuracy}"
+        )

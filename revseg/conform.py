@@ -11,6 +11,15 @@ from collections.abc import Mapping
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ByteType,
+    DataType,
+    DateType,
+    DecimalType,
+    IntegerType,
+    ShortType,
+    TimestampType,
+)
 
 from revseg.contract import CANONICAL_TYPES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from revseg.errors import SourceError
@@ -57,11 +66,27 @@ def resolve_columns(
     return resolved
 
 
+def cast_is_exact(source_type: DataType, canonical: str) -> bool:
+    """The source type always casts to the canonical one without failing or rounding."""
+    target = CANONICAL_TYPES[canonical]
+    if isinstance(target, DecimalType):
+        if isinstance(source_type, DecimalType):
+            return source_type.scale <= target.scale and (
+                source_type.precision - source_type.scale <= target.precision - target.scale
+            )
+        return isinstance(source_type, ByteType | ShortType | IntegerType)
+    if isinstance(target, TimestampType):
+        return isinstance(source_type, TimestampType | DateType)
+    return source_type == target
+
+
 def conform_transactions(source: DataFrame, columns: Mapping[str, str]) -> DataFrame:
     """Canonical, typed columns (plus raw text of the checked ones) from resolved columns.
 
     `columns` maps canonical names to the source's columns (see `resolve_columns`).
-    Optional canonical columns absent from the source come out as typed nulls.
+    Optional canonical columns absent from the source come out as typed nulls. The raw text
+    is kept only where the cast can fail or round (text, doubles, wider decimals): typed
+    Parquet pays nothing for the checks.
     """
     selected: list[Column] = []
     for canonical, dtype in CANONICAL_TYPES.items():
@@ -69,6 +94,13 @@ def conform_transactions(source: DataFrame, columns: Mapping[str, str]) -> DataF
             selected.append(quoted(columns[canonical]).try_cast(dtype).alias(canonical))
         else:
             selected.append(F.lit(None).cast(dtype).alias(canonical))
+    types = {field.name: field.dataType for field in source.schema.fields}
     for canonical in RAW_CHECKED:
-        selected.append(quoted(columns[canonical]).cast("string").alias(raw_name(canonical)))
+        column = columns[canonical]
+        raw = (
+            F.lit(None).cast("string")
+            if cast_is_exact(types[column], canonical)
+            else quoted(column).cast("string")
+        )
+        selected.append(raw.alias(raw_name(canonical)))
     return source.select(*selected)

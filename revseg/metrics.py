@@ -56,43 +56,47 @@ def transaction_facts(
     )
 
 
-_AMOUNT_SPAN = Decimal(10**19)  # cents fit in [-10^18, 10^18): decimal(18,2) money
-_AMOUNT_OFFSET = Decimal(10**18)
+_AMOUNT_OFFSET = 10**18  # cents fit in [-10^18, 10^18): decimal(18,2) money
+_LOW_SPAN = Decimal(4 * 10**18)  # (cents + offset) * 2 + refund flag: a bigint below 4 * 10^18
 
 
-def copy_order(ts: Column, cents: Column) -> Column:
-    """(timestamp, amount) packed into one decimal(38,0) that orders like the pair.
+def copy_order(ts: Column, cents: Column, refund: Column) -> Column:
+    """(timestamp, amount, refund flag) packed into one decimal(38,0) that orders like the tuple.
 
-    `ts_micros * 10^19 + (cents + 10^18)`: Spark's hash aggregate can take the min of a
-    decimal in place, where a min over a struct would force a sort of every transaction.
+    `ts_micros * 4*10^18 + ((cents + 10^18) * 2 + refund)`: Spark's hash aggregate can take
+    the min of a decimal in place (a min over a struct forces a sort of every transaction),
+    and one min yields every field of the same copy. The low part is bigint arithmetic.
     """
     micros = F.unix_micros(ts).cast("decimal(38,0)")
-    shifted = (cents + F.lit(_AMOUNT_OFFSET)).cast("decimal(38,0)")
-    return (micros * F.lit(_AMOUNT_SPAN) + shifted).cast("decimal(38,0)")
+    low = (cents + F.lit(_AMOUNT_OFFSET)) * 2 + refund.cast("long")
+    return (micros * F.lit(_LOW_SPAN) + low.cast("decimal(38,0)")).cast("decimal(38,0)")
 
 
 def deduplicate(facts: DataFrame, timezone: str, groups: Sequence[str] = ()) -> DataFrame:
     """One row per (customer_id, transaction_id), with `copies` counting how many came in.
 
-    Of several copies the earliest is kept (by timestamp, then the smaller amount), so the
-    choice does not depend on file or task order. Month and day come from the kept copy;
-    group columns (`tiers.by`) from the smallest value among the copies.
+    Of several copies the earliest is kept (by timestamp, then the smaller amount, then a sale
+    before a refund), so the choice does not depend on file or task order. Month and day
+    come from the kept copy; group columns (`tiers.by`) from the smallest value among them.
     """
+    order = copy_order(F.col("transaction_ts"), F.col("amount_cents"), F.col("is_refund"))
     kept = facts.groupBy("customer_id", "transaction_id").agg(
-        F.min(copy_order(F.col("transaction_ts"), F.col("amount_cents"))).alias("order_key"),
+        F.min(order).alias("order_key"),
         F.count(F.lit(1)).alias("copies"),
-        F.min("is_refund").alias("is_refund"),
         *[F.min(group).alias(group) for group in groups],
     )
-    micros = F.floor(F.col("order_key") / F.lit(_AMOUNT_SPAN))
-    cents = F.col("order_key") - micros * F.lit(_AMOUNT_SPAN) - F.lit(_AMOUNT_OFFSET)
+    key = F.col("order_key")
+    micros = F.floor(key / F.lit(_LOW_SPAN))
+    low = (key - micros * F.lit(_LOW_SPAN)).cast("long")
+    refund = F.pmod(low, F.lit(2))
+    cents = F.call_function("div", low, F.lit(2)) - F.lit(_AMOUNT_OFFSET)
     unpacked = kept.select(
         "customer_id",
         "transaction_id",
         *groups,
         F.timestamp_micros(micros.cast("long")).alias("transaction_ts"),
         cents.cast("long").alias("amount_cents"),
-        "is_refund",
+        (refund == 1).alias("is_refund"),
         "copies",
     )
     day = local_date("transaction_ts", timezone)
@@ -105,12 +109,11 @@ def day_bit(day_of_month: Column) -> Column:
 
 
 def month_aggregates(facts: DataFrame, groups: Sequence[str] = ()) -> DataFrame:
-    """Customer (x group) x month: net revenue, sales and refunds in cents, orders (sales),
-    first/last timestamp and a bitmap of active days."""
+    """Customer (x group) x month: net revenue and refunds in cents (sales are their sum),
+    orders (sales), first/last timestamp and a bitmap of active days."""
     sale = ~F.col("is_refund")
     return facts.groupBy("customer_id", *groups, "month_idx").agg(
         F.sum("amount_cents").alias("revenue_cents"),
-        F.coalesce(F.sum(F.when(sale, F.col("amount_cents"))), F.lit(0)).alias("gross_cents"),
         F.coalesce(-F.sum(F.when(~sale, F.col("amount_cents"))), F.lit(0)).alias("refund_cents"),
         F.count(F.when(sale, 1)).alias("orders"),
         F.min("transaction_ts").alias("first_transaction_ts"),
@@ -140,7 +143,6 @@ def roll_up(
         exploded = exploded.where(wanted)
     totals = exploded.groupBy("customer_id", *groups, "grain_idx", "period_key").agg(
         F.sum("revenue_cents").alias("revenue_cents"),
-        F.sum("gross_cents").alias("gross_cents"),
         F.sum("refund_cents").alias("refund_cents"),
         F.sum("orders").alias("orders"),
         F.min("first_transaction_ts").alias("first_transaction_ts"),
@@ -154,7 +156,6 @@ def roll_up(
         period_label(F.col("grain_idx"), F.col("period_key"), grains).alias("period"),
         "period_key",
         "revenue_cents",
-        "gross_cents",
         "refund_cents",
         "orders",
         "first_transaction_ts",

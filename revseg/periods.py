@@ -15,7 +15,7 @@ from datetime import date
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-_MONTH_TEXT = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH_TEXT = re.compile(r"^(\d{4})-(\d{2})$")  # years 1000-9000
 _MICROS_PER_DAY = 86_400_000_000
 
 
@@ -33,7 +33,11 @@ class Month:
     def parse(cls, text: str) -> Month:
         """Parse `YYYY-MM`; raises ValueError with the expected form."""
         match = _MONTH_TEXT.match(text.strip())
-        if not match or not 1 <= int(match.group(2)) <= 12:
+        if (
+            not match
+            or not 1 <= int(match.group(2)) <= 12
+            or not 1000 <= int(match.group(1)) <= 9000
+        ):
             raise ValueError(f"{text!r} is not a month in the form YYYY-MM, e.g. 2024-03")
         return cls.of(int(match.group(1)), int(match.group(2)))
 

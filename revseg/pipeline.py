@@ -26,7 +26,7 @@ from pyspark.sql.types import ArrayType, LongType, StringType, StructField, Stru
 from revseg import contract
 from revseg.config import Config
 from revseg.conform import conform_transactions, resolve_columns
-from revseg.errors import RunError
+from revseg.errors import ConcurrentWriteError, RunError
 from revseg.io import paths
 from revseg.io.delta_tables import ensure_table, replace_periods
 from revseg.io.source import prune_to_days, read_source
@@ -202,7 +202,7 @@ def _prepare(
         {g: F.when(is_blank(g), F.lit(contract.UNKNOWN_GROUP)).otherwise(F.trim(g)) for g in groups}
     )
     facts = transaction_facts(
-        checked, config.periods.timezone, keep=("reason", *groups), refund=is_refund(types)
+        checked, config.periods.timezone, keep=("reason", *groups), refund=is_refund()
     )
     in_range = F.lit(True)
     if plan is not None:
@@ -325,7 +325,7 @@ def _segments_output(segmented: DataFrame, groups: tuple[str, ...]) -> DataFrame
         *groups,
         "segment",
         revenue.alias("revenue"),
-        to_money("gross_cents").alias("gross_revenue"),
+        to_money(F.col("revenue_cents") + F.col("refund_cents")).alias("gross_revenue"),
         to_money("refund_cents").alias("refunds"),
         F.col("orders").cast("long").alias("orders"),
         average_order_value(F.col("revenue_cents"), F.col("orders")).alias("avg_order_value"),
@@ -364,14 +364,22 @@ def _write_tables(
         [row for row in boundary_rows if row["period"] in written_periods],
         boundaries_schema,
     )
-    return {
+    versions = {
         contract.CUSTOMER_SEGMENTS: replace_periods(
             segments, segments_path, all_periods, contract.CUSTOMER_SEGMENTS_PARTITIONS, run_id
-        ),
-        contract.TIER_BOUNDARIES: replace_periods(
-            boundaries, boundaries_path, all_periods, contract.TIER_BOUNDARIES_PARTITIONS, run_id
-        ),
+        )
     }
+    try:
+        versions[contract.TIER_BOUNDARIES] = replace_periods(
+            boundaries, boundaries_path, all_periods, contract.TIER_BOUNDARIES_PARTITIONS, run_id
+        )
+    except ConcurrentWriteError as err:
+        raise ConcurrentWriteError(
+            f"{err} customer_segments was already committed (version "
+            f"{versions[contract.CUSTOMER_SEGMENTS]}): retry the run to bring both tables "
+            "in line."
+        ) from None
+    return versions
 
 
 def _boundary_order(config: Config) -> Any:

@@ -47,32 +47,56 @@ def unparsed(canonical: str) -> Column:
     return F.col(canonical).isNull() & F.col(raw_name(canonical)).isNotNull()
 
 
+def sub_cent(canonical: str) -> Column:
+    """The source value has more precision than decimal(18,2): the cast would round it."""
+    exact = F.col(raw_name(canonical)).try_cast("decimal(38,10)")
+    return F.col(canonical).isNotNull() & exact.isNotNull() & (exact != F.col(canonical))
+
+
 def normalised_type() -> Column:
     return F.lower(F.trim(F.col("transaction_type")))
 
 
-def is_refund(types: TransactionTypes) -> Column:
+def transaction_kind(types: TransactionTypes) -> Column:
+    """sale | refund | ignore | unknown, from `transaction_type` (none or blank: a sale).
+
+    Computed once per row; the rules and the refund flag read this column.
+    """
+    value = normalised_type()
+    raw = F.col("transaction_type")
+    return (
+        F.when(raw.isNull(), F.lit("sale"))
+        # Values spelled as configured match without trimming and lower-casing every row.
+        .when(raw.isin(list(types.sale)), F.lit("sale"))
+        .when(raw.isin(list(types.refund)), F.lit("refund"))
+        .when(is_blank("transaction_type"), F.lit("sale"))
+        .when(value.isin(list(types.normalised("sale"))), F.lit("sale"))
+        .when(value.isin(list(types.normalised("refund"))), F.lit("refund"))
+        .when(value.isin(list(types.normalised("ignore"))), F.lit("ignore"))
+        .otherwise(F.lit("unknown"))
+    )
+
+
+def is_refund() -> Column:
     """A refund, return or chargeback: it reduces revenue by its absolute amount."""
-    return F.coalesce(normalised_type().isin(list(types.normalised("refund"))), F.lit(False))
+    return F.col("kind") == F.lit("refund")
 
 
-def rejection_reason(reporting_currency: str, types: TransactionTypes | None = None) -> Column:
-    """The first rule a conformed row breaks, as a reason code; null for a countable row."""
-    types = types or TransactionTypes()
-    known = [*types.normalised("sale"), *types.normalised("refund")]
+def rejection_reason(reporting_currency: str) -> Column:
+    """The first rule a conformed row breaks, as a reason code; null for a countable row.
+
+    Reads the `kind` column (`transaction_kind`).
+    """
     rules: list[tuple[Column, str]] = [
         (is_blank("transaction_id"), MISSING_TRANSACTION_ID),
         (is_blank("customer_id"), MISSING_CUSTOMER_ID),
-        (unparsed("amount"), INVALID_AMOUNT),
+        (unparsed("amount") | sub_cent("amount"), INVALID_AMOUNT),
         (F.col("amount").isNull(), MISSING_AMOUNT),
         (unparsed("transaction_ts"), INVALID_TIMESTAMP),
         (F.col("transaction_ts").isNull(), MISSING_TIMESTAMP),
         (is_blank("currency"), MISSING_CURRENCY),
-        (normalised_type().isin(list(types.normalised("ignore"))), EXCLUDED_TYPE),
-        (
-            F.col("transaction_type").isNotNull() & ~normalised_type().isin(known),
-            UNKNOWN_TRANSACTION_TYPE,
-        ),
+        (F.col("kind") == F.lit("ignore"), EXCLUDED_TYPE),
+        (F.col("kind") == F.lit("unknown"), UNKNOWN_TRANSACTION_TYPE),
         (F.upper(F.trim(F.col("currency"))) != F.lit(reporting_currency), MISSING_FX_RATE),
     ]
     reason = F.lit(None).cast("string")
@@ -84,7 +108,9 @@ def rejection_reason(reporting_currency: str, types: TransactionTypes | None = N
 def with_rejection_reason(
     transactions: DataFrame, reporting_currency: str, types: TransactionTypes | None = None
 ) -> DataFrame:
-    return transactions.withColumn("reason", rejection_reason(reporting_currency, types))
+    """Adds `kind` (see `transaction_kind`) and `reason` (null: the row is counted)."""
+    with_kind = transactions.withColumn("kind", transaction_kind(types or TransactionTypes()))
+    return with_kind.withColumn("reason", rejection_reason(reporting_currency))
 
 
 def reason_counts(reason: Column | str = "reason") -> list[Column]:

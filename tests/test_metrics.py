@@ -231,10 +231,35 @@ def test_refunds_reduce_revenue_whatever_their_sign(spark: SparkSession) -> None
     facts = deduplicate(transaction_facts(tx, "UTC", refund=refund), "UTC")
     months = month_aggregates(facts)
     got = {
-        r["period"]: (r["gross_cents"], r["refund_cents"], r["revenue_cents"], r["orders"])
+        r["period"]: (
+            r["revenue_cents"] + r["refund_cents"],
+            r["refund_cents"],
+            r["revenue_cents"],
+            r["orders"],
+        )
         for r in roll_up(months, make_grains(("month", "quarter"))).collect()
     }
     assert got["2024-01"] == (10000, 5000, 5000, 1)
     assert got["2024-02"] == (1000, 0, 1000, 1)
     assert got["2024-03"] == (0, 5000, -5000, 0)  # net negative: a no_revenue customer
     assert got["2024-Q1"] == (11000, 10000, 1000, 2)
+
+
+def test_kept_copy_decides_refund_or_sale(spark: SparkSession) -> None:
+    schema = TX_SCHEMA + ", transaction_type string"
+    rows = [
+        ("a", "x1", ts("2024-01-05 10:00:00"), Decimal("50.00"), "sale"),
+        ("a", "x1", ts("2024-01-05 09:00:00"), Decimal("-50.00"), "refund"),  # earlier: kept
+    ]
+    refund = F.col("transaction_type") == "refund"
+    tx = spark.createDataFrame(rows, schema)
+    month = month_aggregates(deduplicate(transaction_facts(tx, "UTC", refund=refund), "UTC"))
+    row = month.first()
+    assert row is not None
+    gross = row["revenue_cents"] + row["refund_cents"]
+    assert (gross, row["refund_cents"], row["revenue_cents"], row["orders"]) == (
+        0,
+        5000,
+        -5000,
+        0,
+    )

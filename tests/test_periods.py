@@ -29,7 +29,7 @@ def test_month_parse_and_arithmetic() -> None:
     assert str(march + 10) == "2025-01"
     assert march.last_day() == date(2024, 3, 31)
     assert Month.parse("2024-02").last_day() == date(2024, 2, 29)
-    for bad in ("2024-13", "2024-3", "24-03", "march"):
+    for bad in ("2024-13", "2024-3", "24-03", "march", "0001-01", "9999-12"):
         with pytest.raises(ValueError, match="YYYY-MM"):
             Month.parse(bad)
 

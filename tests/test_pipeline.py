@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from revseg import contract
 from revseg.config import Config, load_config
-from revseg.errors import RunError, SourceError
+from revseg.errors import RunError, SourceError, TableError
 from revseg.io.source import prune_to_days, read_source
 from revseg.periods import Month
 from revseg.pipeline import run_segmentation
@@ -361,3 +361,47 @@ def test_transaction_types_refunds_and_excluded_rows(spark: SparkSession, tmp_pa
         ("b", "2024-02"): (Decimal("0.00"), Decimal("60.00"), Decimal("-60.00"), 0, "no_revenue"),
     }
     assert result.counts["excluded_type"] == 1 and result.counts["unknown_transaction_type"] == 1
+
+
+def test_conform_flags_sub_cent_amounts_and_blank_types_are_sales(spark: SparkSession) -> None:
+    from revseg.conform import conform_transactions, resolve_columns
+    from revseg.quality import with_rejection_reason
+
+    rows = [
+        ("t1", "a", "2024-01-05T10:00:00Z", "12.34", "USD", ""),
+        ("t2", "a", "2024-01-05T10:00:00Z", "12.345", "USD", "sale"),
+        ("t3", "a", "2024-01-05T10:00:00Z", "twelve", "USD", "sale"),
+        ("t4", "a", "not a time", "1.00", "USD", None),
+        ("t5", "a", "2024-01-05T10:00:00Z", "1.00", "usd ", "REFUND"),
+    ]
+    source = spark.createDataFrame(
+        rows,
+        "transaction_id string, customer_id string, transaction_ts string, amount string, "
+        "currency string, transaction_type string",
+    )
+    conformed = conform_transactions(source, resolve_columns(source.columns, {}, "test"))
+    reasons = [r["reason"] for r in with_rejection_reason(conformed, "USD").collect()]
+    assert reasons == [None, "invalid_amount", "invalid_amount", "invalid_timestamp", None]
+
+
+def test_output_path_with_foreign_files_is_refused(
+    spark: SparkSession, lake: str, tmp_path: Path
+) -> None:
+    foreign = tmp_path / "out" / "customer_segments"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("not a table")
+    with pytest.raises(TableError, match=r"(holds files that are not a Delta table|cannot create)"):
+        run_segmentation(spark, config_for(lake, tmp_path / "out", "periods.grains=[year]"))
+    assert (foreign / "notes.txt").read_text() == "not a table"
+
+
+def test_integer_date_partition_is_a_clear_error(spark: SparkSession, tmp_path: Path) -> None:
+    frame = spark.createDataFrame(
+        [("t1", "a", datetime(2024, 1, 5), Decimal("1.00"), "USD", 20240105)],
+        "transaction_id string, customer_id string, transaction_ts timestamp, "
+        "amount decimal(18,2), currency string, transaction_date int",
+    )
+    lake = write_lake(frame, tmp_path / "lake")
+    config = config_for(lake, tmp_path / "out")
+    with pytest.raises(SourceError, match=r"source.date_partition column 'transaction_date' is"):
+        run_segmentation(spark, config, Month.parse("2024-01"), Month.parse("2024-01"))

@@ -49,7 +49,17 @@ def ensure_table(
     builder = builder.partitionedBy(*partition_columns)
     for key, value in {**TABLE_PROPERTIES, **(properties or {})}.items():
         builder = builder.property(key, value)
-    builder.execute()
+    try:
+        builder.execute()
+    except Exception as err:
+        if not DeltaTable.isDeltaTable(spark, path):  # not lost to a concurrent creation
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise TableError(f"cannot create the Delta table at {path}: {first_line}") from None
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise TableError(
+            f"{path} holds files that are not a Delta table: point output.path elsewhere or "
+            "move them away; revseg does not overwrite them"
+        )
     _check_existing(spark, path, schema, partition_columns)  # another run may have won
 
 
@@ -118,8 +128,14 @@ def replace_periods(
                 "at the same time; nothing of this run was written there. Retry the run."
             ) from None
         raise
-    return latest_version(frame.sparkSession, path)
+    return committed_version(frame.sparkSession, path, run_id)
 
 
-def latest_version(spark: SparkSession, path: str) -> int:
-    return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
+def committed_version(spark: SparkSession, path: str, run_id: str) -> int:
+    """The version this run committed (found by its run id, not "the latest": another run
+    may have committed since)."""
+    history = DeltaTable.forPath(spark, path).history(20)
+    rows = history.where(history.userMetadata == run_id).select("version").collect()
+    if not rows:
+        raise TableError(f"the commit of run {run_id} is not in the history of {path}")
+    return int(max(row["version"] for row in rows))

@@ -48,6 +48,13 @@ def prune_to_days(frame: DataFrame, source: SourceConfig, first: date, last: dat
             column,
         )
         return frame
+    kind = frame.schema[column].dataType.typeName()
+    if kind not in ("date", "string", "timestamp", "timestamp_ntz"):
+        raise SourceError(
+            f"source.date_partition column {column!r} is of type {kind}; revseg prunes on "
+            "dates (values such as 2024-03-31): set source.date_partition to a date column, "
+            "or null to read the whole source"
+        )
     return frame.where(quoted(column).cast("date").between(F.lit(first), F.lit(last)))
 
 
