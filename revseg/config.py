@@ -63,10 +63,6 @@ class SourceConfig:
     date_partition: str | None = "transaction_date"
     options: Mapping[str, str] = field(default_factory=dict)
 
-    def source_column(self, canonical: str) -> str:
-        """The source's name for a canonical column (the same name unless mapped)."""
-        return self.columns.get(canonical, canonical)
-
 
 @dataclass(frozen=True)
 class OutputConfig:
@@ -165,13 +161,6 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         _validate(config)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
-    return config
-
-
-def config_from_dict(raw: Mapping[str, Any]) -> Config:
-    """Build and validate a config from a mapping (as parsed from YAML)."""
-    config = _build(Config, dict(raw), "")
-    _validate(config)
     return config
 
 
