@@ -60,16 +60,20 @@ _AMOUNT_OFFSET = 10**18  # cents fit in [-10^18, 10^18): decimal(18,2) money
 _LOW_SPAN = Decimal(4 * 10**18)  # (cents + offset) * 2 + refund flag: a bigint below 4 * 10^18
 
 
+def amount_and_flag(cents: Column, refund: Column) -> Column:
+    """`(cents + 10^18) * 2 + refund`: a non-negative bigint that orders like (cents, refund)."""
+    return (cents + F.lit(_AMOUNT_OFFSET)) * 2 + refund.cast("long")
+
+
 def copy_order(ts: Column, cents: Column, refund: Column) -> Column:
     """(timestamp, amount, refund flag) packed into one decimal(38,0) that orders like the tuple.
 
-    `ts_micros * 4*10^18 + ((cents + 10^18) * 2 + refund)`: Spark's hash aggregate can take
-    the min of a decimal in place (a min over a struct forces a sort of every transaction),
-    and one min yields every field of the same copy. The low part is bigint arithmetic.
+    `ts_micros * 4*10^18 + amount_and_flag`: Spark's hash aggregate can keep a `min_by` over
+    a decimal in place (a min over a struct forces a sort of every transaction).
     """
     micros = F.unix_micros(ts).cast("decimal(38,0)")
-    low = (cents + F.lit(_AMOUNT_OFFSET)) * 2 + refund.cast("long")
-    return (micros * F.lit(_LOW_SPAN) + low.cast("decimal(38,0)")).cast("decimal(38,0)")
+    low = amount_and_flag(cents, refund).cast("decimal(38,0)")
+    return (micros * F.lit(_LOW_SPAN) + low).cast("decimal(38,0)")
 
 
 def deduplicate(facts: DataFrame, timezone: str, groups: Sequence[str] = ()) -> DataFrame:
@@ -78,29 +82,29 @@ def deduplicate(facts: DataFrame, timezone: str, groups: Sequence[str] = ()) -> 
     Of several copies the earliest is kept (by timestamp, then the smaller amount, then a sale
     before a refund), so the choice does not depend on file or task order. Month and day
     come from the kept copy; group columns (`tiers.by`) from the smallest value among them.
+    The kept timestamp is a plain `min`; the amount and flag come as one bigint through
+    `min_by` over the packed order, so nothing has to be unpacked from the decimal.
     """
-    order = copy_order(F.col("transaction_ts"), F.col("amount_cents"), F.col("is_refund"))
+    ts, cents, refund = F.col("transaction_ts"), F.col("amount_cents"), F.col("is_refund")
     kept = facts.groupBy("customer_id", "transaction_id").agg(
-        F.min(order).alias("order_key"),
+        F.min(ts).alias("transaction_ts"),
+        F.min_by(amount_and_flag(cents, refund), copy_order(ts, cents, refund)).alias("low"),
         F.count(F.lit(1)).alias("copies"),
         *[F.min(group).alias(group) for group in groups],
     )
-    key = F.col("order_key")
-    micros = F.floor(key / F.lit(_LOW_SPAN))
-    low = (key - micros * F.lit(_LOW_SPAN)).cast("long")
-    refund = F.pmod(low, F.lit(2))
-    cents = F.call_function("div", low, F.lit(2)) - F.lit(_AMOUNT_OFFSET)
-    unpacked = kept.select(
+    low = F.col("low")
+    day = local_date("transaction_ts", timezone)
+    return kept.select(
         "customer_id",
         "transaction_id",
         *groups,
-        F.timestamp_micros(micros.cast("long")).alias("transaction_ts"),
-        cents.cast("long").alias("amount_cents"),
-        (refund == 1).alias("is_refund"),
+        "transaction_ts",
+        (F.call_function("div", low, F.lit(2)) - F.lit(_AMOUNT_OFFSET)).alias("amount_cents"),
+        (F.pmod(low, F.lit(2)) == 1).alias("is_refund"),
         "copies",
+        month_index(day).alias("month_idx"),
+        F.dayofmonth(day).alias("day"),
     )
-    day = local_date("transaction_ts", timezone)
-    return unpacked.select("*", month_index(day).alias("month_idx"), F.dayofmonth(day).alias("day"))
 
 
 def day_bit(day_of_month: Column) -> Column:

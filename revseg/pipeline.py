@@ -28,7 +28,7 @@ from revseg.config import Config
 from revseg.conform import conform_transactions, resolve_columns
 from revseg.errors import ConcurrentWriteError, RunError
 from revseg.io import paths
-from revseg.io.delta_tables import ensure_table, replace_periods
+from revseg.io.delta_tables import PLAIN_ENCODING, ensure_table, replace_periods
 from revseg.io.source import prune_to_days, read_source
 from revseg.metrics import (
     average_order_value,
@@ -318,6 +318,7 @@ def _reconcile(
 
 def _segments_output(segmented: DataFrame, groups: tuple[str, ...]) -> DataFrame:
     revenue = to_money("revenue_cents")
+    refunds = to_money("refund_cents")
     return segmented.select(
         "customer_id",
         "period",
@@ -325,8 +326,9 @@ def _segments_output(segmented: DataFrame, groups: tuple[str, ...]) -> DataFrame
         *groups,
         "segment",
         revenue.alias("revenue"),
-        to_money(F.col("revenue_cents") + F.col("refund_cents")).alias("gross_revenue"),
-        to_money("refund_cents").alias("refunds"),
+        # decimal addition of equal scales stays on longs: cheaper than a third conversion
+        (revenue + refunds).cast(contract.MONEY).alias("gross_revenue"),
+        refunds.alias("refunds"),
         F.col("orders").cast("long").alias("orders"),
         average_order_value(F.col("revenue_cents"), F.col("orders")).alias("avg_order_value"),
         "first_transaction_ts",
@@ -366,7 +368,12 @@ def _write_tables(
     )
     versions = {
         contract.CUSTOMER_SEGMENTS: replace_periods(
-            segments, segments_path, all_periods, contract.CUSTOMER_SEGMENTS_PARTITIONS, run_id
+            segments,
+            segments_path,
+            all_periods,
+            contract.CUSTOMER_SEGMENTS_PARTITIONS,
+            run_id,
+            parquet_settings=PLAIN_ENCODING,
         )
     }
     try:
