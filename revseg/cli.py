@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--overwrite", action="store_true", help="replace an existing lake")
     generate.add_argument(
+        "--plain",
+        action="store_true",
+        help="USD sales only: no other currencies, refunds or test orders (the benchmark's lake)",
+    )
+    generate.add_argument(
+        "--fx-output",
+        default=None,
+        help="where to write the FX rates table (default: fx_rates beside --output)",
+    )
+    generate.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -154,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from revseg.io.lake import write_lake
-    from revseg.sample import SampleSpec, sample_transactions
+    from revseg.sample import SampleSpec, fx_rates, sample_transactions
     from revseg.session import get_session
 
     config = _load(args)
@@ -165,13 +175,19 @@ def _generate(args: argparse.Namespace) -> int:
             start=args.start,
             end=args.end,
             seed=args.seed,
+            plain=args.plain,
         )
     except ValueError as err:
         raise ConfigError(f"generate: {err}") from None
     spark = get_session(config.spark)
     write_lake(sample_transactions(spark, spec), args.output, args.format, overwrite=args.overwrite)
     print(
-        f"wrote {spec.rows} transactions of {spec.customers} customers "
-        f"({spec.start} to {spec.end}, seed {spec.seed}) to {args.output}"
+        f"wrote {spec.rows} {'sales' if spec.plain else 'sales (plus refunds)'} of "
+        f"{spec.customers} customers ({spec.start} to {spec.end}, seed {spec.seed}) "
+        f"to {args.output}"
     )
+    if not spec.plain:
+        fx_path = args.fx_output or str(Path(args.output).parent / "fx_rates")
+        write_lake(fx_rates(spark, spec), fx_path, "parquet", None, overwrite=args.overwrite)
+        print(f"wrote daily FX rates to USD for the sample's currencies to {fx_path}")
     return 0

@@ -24,6 +24,7 @@ import yaml
 
 from revseg.contract import CANONICAL_COLUMNS, GROUP_COLUMNS
 from revseg.errors import ConfigError
+from revseg.money import MINOR_UNITS
 from revseg.periods import SUPPORTED_GRAINS
 
 SOURCE_FORMATS = ("parquet", "delta", "csv", "json")
@@ -105,6 +106,17 @@ class TransactionTypes:
 
 
 REFUND_ATTRIBUTIONS = ("transaction",)
+FX_COLUMNS = ("currency", "rate_date", "rate")
+
+
+@dataclass(frozen=True)
+class FxRatesConfig:
+    """The exchange-rate table: one rate to the reporting currency per currency and date."""
+
+    path: str
+    format: str = "parquet"
+    columns: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,20 @@ class RevenueConfig:
     reporting_currency: str = "USD"
     types: TransactionTypes = field(default_factory=TransactionTypes)
     refund_attribution: str = "transaction"
+    fx_rates: FxRatesConfig | None = None
+    fx_max_staleness_days: int = 3
+    fail_on_missing_fx: bool = False
+
+
+OPTIONAL_METRICS = ("quantity", "margin")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Optional per-customer metrics: each costs work per transaction and needs its source
+    column (quantity: `quantity`; margin: `cost`)."""
+
+    include: tuple[str, ...] = OPTIONAL_METRICS
 
 
 @dataclass(frozen=True)
@@ -125,6 +151,7 @@ class Config:
     periods: PeriodsConfig = field(default_factory=PeriodsConfig)
     tiers: TiersConfig = field(default_factory=TiersConfig)
     revenue: RevenueConfig = field(default_factory=RevenueConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     spark: Mapping[str, str] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
@@ -333,6 +360,13 @@ def _validate(config: Config) -> None:
             f"got {config.revenue.reporting_currency!r}"
         )
     _validate_types(config.revenue.types)
+    _validate_fx(config.revenue)
+    for i, metric in enumerate(config.metrics.include):
+        if metric not in OPTIONAL_METRICS:
+            raise ConfigError(
+                f"config key 'metrics.include[{i}]': {metric!r} is not an optional metric; "
+                f"expected one of {', '.join(OPTIONAL_METRICS)}"
+            )
     if config.revenue.refund_attribution not in REFUND_ATTRIBUTIONS:
         raise ConfigError(
             "config key 'revenue.refund_attribution': expected one of "
@@ -346,6 +380,41 @@ def _validate(config: Config) -> None:
     for key in config.spark:
         if not key.startswith("spark."):
             raise ConfigError(f"config key 'spark.{key}': Spark settings start with 'spark.'")
+
+
+def _validate_fx(revenue: RevenueConfig) -> None:
+    unit = MINOR_UNITS.get(revenue.reporting_currency, 2)
+    if unit > 2:
+        raise ConfigError(
+            f"config key 'revenue.reporting_currency': {revenue.reporting_currency} has {unit} "
+            "decimal places; revseg reports money with at most 2"
+        )
+    if not 0 <= revenue.fx_max_staleness_days <= 366:
+        raise ConfigError(
+            "config key 'revenue.fx_max_staleness_days': expected 0 to 366 days, got "
+            f"{revenue.fx_max_staleness_days}"
+        )
+    fx = revenue.fx_rates
+    if fx is None:
+        return
+    if not fx.path.strip():
+        raise ConfigError("config key 'revenue.fx_rates.path': must not be empty")
+    if fx.format not in SOURCE_FORMATS:
+        raise ConfigError(
+            f"config key 'revenue.fx_rates.format': expected one of {', '.join(SOURCE_FORMATS)}"
+            f", got {fx.format!r}"
+        )
+    for name, column in fx.columns.items():
+        if name not in FX_COLUMNS:
+            raise ConfigError(
+                f"config key 'revenue.fx_rates.columns.{name}': expected one of "
+                f"{', '.join(FX_COLUMNS)}"
+            )
+        if not _IDENTIFIER.match(column):
+            raise ConfigError(
+                f"config key 'revenue.fx_rates.columns.{name}': {column!r} is not a plain "
+                "column name"
+            )
 
 
 def _validate_types(types: TransactionTypes) -> None:

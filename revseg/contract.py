@@ -52,6 +52,11 @@ CUSTOMER_SEGMENTS_SCHEMA = StructType(
         StructField("first_transaction_ts", TimestampType(), True),
         StructField("last_transaction_ts", TimestampType(), True),
         StructField("active_days", IntegerType(), False),
+        StructField("active_months", IntegerType(), False),
+        StructField("recency_days", IntegerType(), False),
+        StructField("tenure_days", IntegerType(), False),
+        StructField("quantity", LongType(), True),
+        StructField("margin", MONEY, True),
     ]
 )
 CUSTOMER_SEGMENTS_PARTITIONS = ("segment", "period")

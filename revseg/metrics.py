@@ -12,7 +12,7 @@ from decimal import Decimal
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from revseg.contract import MONEY
+from revseg.contract import MONEY, UNKNOWN_GROUP
 from revseg.periods import Grain, grain_name, local_date, month_index, period_keys, period_label
 
 _ONE_CENT = Decimal("0.01")
@@ -35,25 +35,46 @@ def transaction_facts(
     timezone: str,
     keep: Sequence[str] = (),
     refund: Column | None = None,
+    amount: str = "amount",
+    measures: Sequence[str] = (),
+    cost: str = "cost",
 ) -> DataFrame:
     """The few columns the aggregates need, with the local month and day of each row.
 
     `amount_cents` is signed: a refund (`refund` true) reduces revenue by its absolute
-    amount, whatever sign the source gives it.
+    amount, whatever sign the source gives it. `measures` (quantity, margin) add
+    `quantity` and `cost_cents`, signed the same way; a refund without a cost reverses none.
     """
     day = local_date("transaction_ts", timezone)
     is_refund = F.lit(False) if refund is None else refund
-    cents = to_cents("amount")
+
+    def signed(value: Column) -> Column:
+        return F.when(is_refund, -F.abs(value)).otherwise(value)
+
+    extra = []
+    if "quantity" in measures:
+        extra.append(signed(F.col("quantity")).alias("quantity"))
+    if "margin" in measures:
+        cost_cents = signed(to_cents(cost))
+        extra.append(
+            F.when(is_refund, F.coalesce(cost_cents, F.lit(0)))
+            .otherwise(cost_cents)
+            .alias("cost_cents")
+        )
     return transactions.select(
         *keep,
         "customer_id",
         "transaction_id",
         "transaction_ts",
-        F.when(is_refund, -F.abs(cents)).otherwise(cents).alias("amount_cents"),
+        signed(to_cents(amount)).alias("amount_cents"),
         is_refund.alias("is_refund"),
+        *extra,
         month_index(day).alias("month_idx"),
         F.dayofmonth(day).alias("day"),
     )
+
+
+MEASURE_COLUMNS = {"quantity": "quantity", "margin": "cost_cents"}
 
 
 _AMOUNT_OFFSET = 10**18  # cents fit in [-10^18, 10^18): decimal(18,2) money
@@ -76,7 +97,9 @@ def copy_order(ts: Column, cents: Column, refund: Column) -> Column:
     return (micros * F.lit(_LOW_SPAN) + low).cast("decimal(38,0)")
 
 
-def deduplicate(facts: DataFrame, timezone: str, groups: Sequence[str] = ()) -> DataFrame:
+def deduplicate(
+    facts: DataFrame, timezone: str, groups: Sequence[str] = (), measures: Sequence[str] = ()
+) -> DataFrame:
     """One row per (customer_id, transaction_id), with `copies` counting how many came in.
 
     Of several copies the earliest is kept (by timestamp, then the smaller amount, then a sale
@@ -86,11 +109,14 @@ def deduplicate(facts: DataFrame, timezone: str, groups: Sequence[str] = ()) -> 
     `min_by` over the packed order, so nothing has to be unpacked from the decimal.
     """
     ts, cents, refund = F.col("transaction_ts"), F.col("amount_cents"), F.col("is_refund")
+    order = copy_order(ts, cents, refund)
+    extras = [MEASURE_COLUMNS[m] for m in measures]
     kept = facts.groupBy("customer_id", "transaction_id").agg(
         F.min(ts).alias("transaction_ts"),
-        F.min_by(amount_and_flag(cents, refund), copy_order(ts, cents, refund)).alias("low"),
+        F.min_by(amount_and_flag(cents, refund), order).alias("low"),
         F.count(F.lit(1)).alias("copies"),
         *[F.min(group).alias(group) for group in groups],
+        *[F.min_by(column, order).alias(column) for column in extras],
     )
     low = F.col("low")
     day = local_date("transaction_ts", timezone)
@@ -101,6 +127,7 @@ def deduplicate(facts: DataFrame, timezone: str, groups: Sequence[str] = ()) -> 
         "transaction_ts",
         (F.call_function("div", low, F.lit(2)) - F.lit(_AMOUNT_OFFSET)).alias("amount_cents"),
         (F.pmod(low, F.lit(2)) == 1).alias("is_refund"),
+        *extras,
         "copies",
         month_index(day).alias("month_idx"),
         F.dayofmonth(day).alias("day"),
@@ -112,9 +139,28 @@ def day_bit(day_of_month: Column) -> Column:
     return F.call_function("shiftleft", F.lit(1).cast("long"), day_of_month)
 
 
-def month_aggregates(facts: DataFrame, groups: Sequence[str] = ()) -> DataFrame:
+def measure_sums(measures: Sequence[str], facts_level: bool) -> list[Column]:
+    """Sums of the optional measures; `cost_missing` counts sales without a cost, so that a
+    margin is only reported when every sale's cost is known."""
+    sums = []
+    if "quantity" in measures:
+        sums.append(F.sum("quantity").alias("quantity"))
+    if "margin" in measures:
+        sums.append(F.sum("cost_cents").alias("cost_cents"))
+        missing = (
+            F.count(F.when(~F.col("is_refund") & F.col("cost_cents").isNull(), 1))
+            if facts_level
+            else F.sum("cost_missing")
+        )
+        sums.append(missing.alias("cost_missing"))
+    return sums
+
+
+def month_aggregates(
+    facts: DataFrame, groups: Sequence[str] = (), measures: Sequence[str] = ()
+) -> DataFrame:
     """Customer (x group) x month: net revenue and refunds in cents (sales are their sum),
-    orders (sales), first/last timestamp and a bitmap of active days."""
+    orders (sales), first/last timestamp, a bitmap of active days and the measures."""
     sale = ~F.col("is_refund")
     return facts.groupBy("customer_id", *groups, "month_idx").agg(
         F.sum("amount_cents").alias("revenue_cents"),
@@ -123,6 +169,7 @@ def month_aggregates(facts: DataFrame, groups: Sequence[str] = ()) -> DataFrame:
         F.min("transaction_ts").alias("first_transaction_ts"),
         F.max("transaction_ts").alias("last_transaction_ts"),
         F.bit_or(day_bit(F.col("day"))).alias("day_mask"),
+        *measure_sums(measures, facts_level=True),
     )
 
 
@@ -131,16 +178,30 @@ def roll_up(
     grains: Sequence[Grain],
     key_ranges: Mapping[str, tuple[int, int]] | None = None,
     groups: Sequence[str] = (),
+    measures: Sequence[str] = (),
+    lifetime: bool = False,
 ) -> DataFrame:
     """Customer x period for every grain, from month aggregates only (no second scan).
 
     `key_ranges`, when given, keeps per grain only the periods whose key lies in the range
     (a run over a month range). Active days add up because the months of a period do not
-    overlap. Grouping is on integer keys; labels are made afterwards.
+    overlap; each month row is an active month. Rows are keyed by integers (`grain_idx`,
+    `period_key`); `with_period_labels` names them. `lifetime` adds one row per customer over
+    every month read (`grain_idx` = len(grains), group columns `unknown`): its first
+    purchase, for tenure.
     """
-    exploded = months.select("*", F.inline(period_keys("month_idx", grains)))
+    keys = period_keys("month_idx", grains)
+    if lifetime:
+        everything = F.struct(F.lit(len(grains)).alias("grain_idx"), F.lit(0).alias("period_key"))
+        keys = F.array_append(keys, everything)
+    exploded = months.select("*", F.inline(keys))
+    if lifetime and groups:
+        is_lifetime_key = F.col("grain_idx") == len(grains)
+        exploded = exploded.withColumns(
+            {g: F.when(is_lifetime_key, F.lit(UNKNOWN_GROUP)).otherwise(F.col(g)) for g in groups}
+        )
     if key_ranges is not None:
-        wanted = F.lit(False)
+        wanted = F.col("grain_idx") == len(grains)
         for i, grain in enumerate(grains):
             low, high = key_ranges[grain.name]
             wanted = wanted | ((F.col("grain_idx") == i) & F.col("period_key").between(low, high))
@@ -152,12 +213,13 @@ def roll_up(
         F.min("first_transaction_ts").alias("first_transaction_ts"),
         F.max("last_transaction_ts").alias("last_transaction_ts"),
         F.sum(F.bit_count("day_mask")).cast("int").alias("active_days"),
+        F.count(F.lit(1)).cast("int").alias("active_months"),
+        *measure_sums(measures, facts_level=False),
     )
     return totals.select(
         "customer_id",
         *groups,
-        grain_name(F.col("grain_idx"), grains).alias("period_grain"),
-        period_label(F.col("grain_idx"), F.col("period_key"), grains).alias("period"),
+        "grain_idx",
         "period_key",
         "revenue_cents",
         "refund_cents",
@@ -165,7 +227,37 @@ def roll_up(
         "first_transaction_ts",
         "last_transaction_ts",
         "active_days",
+        "active_months",
+        *[MEASURE_COLUMNS[m] for m in measures],
+        *(["cost_missing"] if "margin" in measures else []),
     )
+
+
+def with_period_labels(frame: DataFrame, grains: Sequence[Grain]) -> DataFrame:
+    """`period_grain` and `period` from the integer keys, row by row (string formatting:
+    fine for small frames; the job labels through the broadcast cut points instead)."""
+    return frame.withColumns(
+        {
+            "period_grain": grain_name(F.col("grain_idx"), grains),
+            "period": period_label(F.col("grain_idx"), F.col("period_key"), grains),
+        }
+    )
+
+
+def period_end(grain_idx: Column, key: Column, grains: Sequence[Grain]) -> Column:
+    """The last local day of the period: recency and tenure count to it, never to today."""
+    last_month: Column = F.lit(None).cast("int")
+    for i, grain in enumerate(grains):
+        _, span_last = grain.span(0)
+        last_month = F.when(grain_idx == i, key + span_last.index).otherwise(last_month)
+    year = F.floor(last_month / 12).cast("int")
+    month = (F.pmod(last_month, F.lit(12)) + 1).cast("int")
+    return F.last_day(F.make_date(year, month, F.lit(1)))
+
+
+def days_before(period_end_day: Column, ts: Column, timezone: str) -> Column:
+    """Whole days from the local day of `ts` to the period's last day (0: that same day)."""
+    return F.datediff(period_end_day, local_date(ts, timezone))
 
 
 def average_order_value(revenue_cents: Column, orders: Column) -> Column:

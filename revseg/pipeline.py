@@ -21,25 +21,43 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from revseg import contract
 from revseg.config import Config
 from revseg.conform import conform_transactions, resolve_columns
 from revseg.errors import ConcurrentWriteError, RunError
+from revseg.fx import check_rates, conform_rates, convert, effective_rates, first_rate_dates
 from revseg.io import paths
 from revseg.io.delta_tables import PLAIN_ENCODING, ensure_table, replace_periods
 from revseg.io.source import prune_to_days, read_source
 from revseg.metrics import (
     average_order_value,
+    days_before,
     deduplicate,
     month_aggregates,
+    period_end,
     roll_up,
     to_money,
     transaction_facts,
 )
-from revseg.periods import Grain, Month, PeriodPlan, make_grains, plan_periods
-from revseg.quality import is_blank, is_refund, reason_counts, with_rejection_reason
+from revseg.periods import Grain, Month, PeriodPlan, local_date, make_grains, plan_periods
+from revseg.quality import (
+    MISSING_FX_RATE,
+    STALE_FX_RATE,
+    domestic_only,
+    is_blank,
+    is_refund,
+    reason_counts,
+    with_rejection_reason,
+)
 from revseg.tiers import assign_segments, cut_points, tier_boundaries
 
 logger = logging.getLogger(__name__)
@@ -49,12 +67,32 @@ def cuts_schema(groups: tuple[str, ...]) -> StructType:
     """The cut points collected to the driver: one row per period (x group)."""
     return StructType(
         [
+            StructField("grain_idx", IntegerType(), False),
+            StructField("period_key", IntegerType(), False),
+            *[StructField(group, StringType(), False) for group in groups],
             StructField("period_grain", StringType(), False),
             StructField("period", StringType(), False),
-            *[StructField(group, StringType(), False) for group in groups],
             StructField("cut_points", ArrayType(LongType()), True),
         ]
     )
+
+
+def labelled_cuts(
+    rows: list[Any], grains: tuple[Grain, ...], groups: tuple[str, ...]
+) -> list[tuple[Any, ...]]:
+    """Cut point rows keyed by integers, with the period names made on the driver: rows
+    are labelled through the broadcast join, not by formatting strings row by row."""
+    return [
+        (
+            row["grain_idx"],
+            row["period_key"],
+            *[row[group] for group in groups],
+            grains[row["grain_idx"]].name,
+            grains[row["grain_idx"]].label(row["period_key"]),
+            row["cut_points"],
+        )
+        for row in rows
+    ]
 
 
 @dataclass
@@ -121,25 +159,31 @@ def run_segmentation(
         transactions, observations = _prepare(spark, config, grains, plan)
 
     groups = config.tiers.by
-    tier_keys = (*contract.PERIOD_KEYS, *groups)
-    customer_periods = transactions.persist(StorageLevel.MEMORY_AND_DISK)
+    tier_keys = ("grain_idx", "period_key", *groups)
+    labels = contract.PERIOD_KEYS
+    levels = config.tiers.levels
+    cached = transactions.persist(StorageLevel.MEMORY_AND_DISK)
+    lifetime = F.col("grain_idx") == F.lit(len(grains))
+    customer_periods = cached.where(~lifetime)
+    first_purchases = cached.where(lifetime).select(
+        "customer_id", F.col("first_transaction_ts").alias("customer_first_ts")
+    )
     try:
         with timer("aggregate and cut points"):
             cut_rows = cut_points(
-                customer_periods, config.tiers.levels, config.tiers.accuracy, tier_keys
+                customer_periods, levels, config.tiers.accuracy, tier_keys
             ).collect()
-        cuts = spark.createDataFrame(cut_rows, cuts_schema(groups))
-        segmented = assign_segments(customer_periods, cuts, config.tiers.levels, tier_keys)
+        cuts = spark.createDataFrame(labelled_cuts(cut_rows, grains, groups), cuts_schema(groups))
+        segmented = assign_segments(customer_periods, cuts, levels, tier_keys, labels)
 
         with timer("tier boundaries"):
             boundary_rows = [
                 row.asDict()
-                for row in tier_boundaries(
-                    segmented, cuts, config.tiers.levels, tier_keys
-                ).collect()
+                for row in tier_boundaries(segmented, cuts, levels, tier_keys, labels).collect()
             ]
         periods = _periods_to_write(plan, boundary_rows, config.periods.grains)
         counts = _collect_counts(observations)
+        check_fx_coverage(config, counts)
         skipped = incomplete_windows(grains, counts["first_month_idx"], counts["last_month_idx"])
         periods = {g: tuple(p for p in labels if p not in skipped) for g, labels in periods.items()}
         if not any(periods.values()):
@@ -150,11 +194,15 @@ def run_segmentation(
         _reconcile(counts, boundary_rows, periods, grains)
 
         with timer("write"):
-            versions = _write_tables(
-                spark, config, _segments_output(segmented, groups), boundary_rows, periods, run_id
+            segments = _segments_output(
+                segmented.join(first_purchases.hint("shuffle_hash"), "customer_id"),
+                groups,
+                grains,
+                config.periods.timezone,
             )
+            versions = _write_tables(spark, config, segments, boundary_rows, periods, run_id)
     finally:
-        customer_periods.unpersist()
+        cached.unpersist()
 
     result = RunResult(
         run_id=run_id,
@@ -193,16 +241,23 @@ def _prepare(
             plan.read_from.first_day() - timedelta(days=1),
             plan.read_to.last_day() + timedelta(days=1),
         )
-    types = config.revenue.types
-    checked = with_rejection_reason(
-        conform_transactions(source, columns), config.revenue.reporting_currency, types
-    )
+    revenue = config.revenue
+    needs = {"quantity": "quantity", "margin": "cost"}
+    measures = tuple(m for m in config.metrics.include if needs[m] in columns)
+    conformed = _with_reporting_amounts(spark, config, conform_transactions(source, columns))
+    checked = with_rejection_reason(conformed, revenue.reporting_currency, revenue.types)
     groups = config.tiers.by
     checked = checked.withColumns(
         {g: F.when(is_blank(g), F.lit(contract.UNKNOWN_GROUP)).otherwise(F.trim(g)) for g in groups}
     )
     facts = transaction_facts(
-        checked, config.periods.timezone, keep=("reason", *groups), refund=is_refund()
+        checked,
+        config.periods.timezone,
+        keep=("reason", *groups),
+        refund=is_refund(),
+        amount="reporting_amount",
+        measures=measures,
+        cost="reporting_cost",
     )
     in_range = F.lit(True)
     if plan is not None:
@@ -215,7 +270,9 @@ def _prepare(
         F.count(F.when(valid & ~in_range, 1)).alias("outside_range"),
     ).where(valid & in_range)
 
-    unique = deduplicate(facts.repartition("customer_id"), config.periods.timezone, groups)
+    unique = deduplicate(
+        facts.repartition("customer_id"), config.periods.timezone, groups, measures
+    )
     unique_obs = Observation("unique")
     unique = unique.observe(
         unique_obs,
@@ -225,10 +282,40 @@ def _prepare(
         F.max("month_idx").alias("last_month_idx"),
         *_revenue_by_grain(grains, plan),
     )
-    months = month_aggregates(unique, groups)
+    months = month_aggregates(unique, groups, measures)
     key_ranges = plan.key_ranges if plan is not None else None
-    customer_periods = roll_up(months, grains, key_ranges, groups)
+    customer_periods = roll_up(months, grains, key_ranges, groups, measures, lifetime=True)
     return customer_periods, {"input": input_obs, "unique": unique_obs}
+
+
+def _with_reporting_amounts(spark: SparkSession, config: Config, frame: DataFrame) -> DataFrame:
+    """`reporting_amount` and `fx_problem` for each row (see `revseg.fx`)."""
+    revenue = config.revenue
+    if revenue.fx_rates is None:
+        return frame.withColumns(domestic_only(revenue.reporting_currency))
+    raw = read_source(spark, revenue.fx_rates, key="revenue.fx_rates")
+    rates = conform_rates(raw, revenue.fx_rates.columns, revenue.fx_rates.path)
+    check_rates(rates, revenue.fx_rates.path)
+    return convert(
+        frame,
+        revenue.reporting_currency,
+        local_date("transaction_ts", config.periods.timezone),
+        effective_rates(rates, revenue.fx_max_staleness_days),
+        first_rate_dates(rates),
+    )
+
+
+def check_fx_coverage(config: Config, counts: dict[str, int]) -> None:
+    """With `revenue.fail_on_missing_fx`, a row without a usable rate fails the run."""
+    unconverted = counts.get(MISSING_FX_RATE, 0) + counts.get(STALE_FX_RATE, 0)
+    if config.revenue.fail_on_missing_fx and unconverted:
+        raise RunError(
+            f"{unconverted} transaction(s) have no usable FX rate to "
+            f"{config.revenue.reporting_currency} (missing_fx_rate: "
+            f"{counts.get(MISSING_FX_RATE, 0)}, stale_fx_rate: {counts.get(STALE_FX_RATE, 0)}) "
+            "and revenue.fail_on_missing_fx is true: nothing was written. Add the rates to "
+            "revenue.fx_rates or raise revenue.fx_max_staleness_days."
+        )
 
 
 def _revenue_by_grain(grains: tuple[Grain, ...], plan: PeriodPlan | None) -> list[Any]:
@@ -316,9 +403,19 @@ def _reconcile(
             )
 
 
-def _segments_output(segmented: DataFrame, groups: tuple[str, ...]) -> DataFrame:
+def _segments_output(
+    segmented: DataFrame, groups: tuple[str, ...], grains: tuple[Grain, ...], timezone: str
+) -> DataFrame:
     revenue = to_money("revenue_cents")
     refunds = to_money("refund_cents")
+    end = period_end(F.col("grain_idx"), F.col("period_key"), grains)
+    columns = set(segmented.columns)
+    quantity = F.col("quantity") if "quantity" in columns else F.lit(None).cast("long")
+    margin = (
+        F.when(F.col("cost_missing") == 0, to_money(F.col("revenue_cents") - F.col("cost_cents")))
+        if "cost_cents" in columns
+        else F.lit(None).cast(contract.MONEY)
+    )
     return segmented.select(
         "customer_id",
         "period",
@@ -334,6 +431,11 @@ def _segments_output(segmented: DataFrame, groups: tuple[str, ...]) -> DataFrame
         "first_transaction_ts",
         "last_transaction_ts",
         "active_days",
+        "active_months",
+        days_before(end, F.col("last_transaction_ts"), timezone).alias("recency_days"),
+        days_before(end, F.col("customer_first_ts"), timezone).alias("tenure_days"),
+        quantity.alias("quantity"),
+        margin.alias("margin"),
     )
 
 
@@ -363,7 +465,11 @@ def _write_tables(
     written_periods = set(all_periods)
     segments = segments.where(F.col("period").isin(all_periods))
     boundaries = spark.createDataFrame(
-        [row for row in boundary_rows if row["period"] in written_periods],
+        [
+            tuple(row[name] for name in boundaries_schema.fieldNames())
+            for row in boundary_rows
+            if row["period"] in written_periods
+        ],
         boundaries_schema,
     )
     versions = {

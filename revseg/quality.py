@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from revseg.config import TransactionTypes
 from revseg.conform import raw_name
+from revseg.money import zero_decimal_currencies
 
 MISSING_TRANSACTION_ID = "missing_transaction_id"
 MISSING_CUSTOMER_ID = "missing_customer_id"
@@ -19,6 +20,7 @@ MISSING_TIMESTAMP = "missing_timestamp"
 INVALID_TIMESTAMP = "invalid_timestamp"
 MISSING_CURRENCY = "missing_currency"
 MISSING_FX_RATE = "missing_fx_rate"
+STALE_FX_RATE = "stale_fx_rate"
 EXCLUDED_TYPE = "excluded_type"
 UNKNOWN_TRANSACTION_TYPE = "unknown_transaction_type"
 DUPLICATE = "duplicate"
@@ -32,6 +34,7 @@ ROW_REASONS = (
     INVALID_TIMESTAMP,
     MISSING_CURRENCY,
     MISSING_FX_RATE,
+    STALE_FX_RATE,
     EXCLUDED_TYPE,
     UNKNOWN_TRANSACTION_TYPE,
 )
@@ -82,35 +85,62 @@ def is_refund() -> Column:
     return F.col("kind") == F.lit("refund")
 
 
-def rejection_reason(reporting_currency: str) -> Column:
+def fractional_minor_unit() -> Column:
+    """An amount with a fraction in a currency without one (JPY 100.50)."""
+    currency = F.upper(F.trim(F.col("currency")))
+    return currency.isin(zero_decimal_currencies()) & (F.col("amount") != F.floor(F.col("amount")))
+
+
+def domestic_only(reporting_currency: str) -> dict[str, Column]:
+    """`reporting_amount` and `fx_problem` when there is no rates table: only rows in the
+    reporting currency count; every other currency lacks a rate (never a silent 1)."""
+    domestic = F.upper(F.trim(F.col("currency"))) == F.lit(reporting_currency)
+    return {
+        "reporting_amount": F.when(domestic, F.col("amount")),
+        "reporting_cost": F.when(domestic, F.col("cost")),
+        "fx_problem": F.when(~domestic, F.lit(MISSING_FX_RATE)),
+    }
+
+
+def rejection_reason() -> Column:
     """The first rule a conformed row breaks, as a reason code; null for a countable row.
 
-    Reads the `kind` column (`transaction_kind`).
+    Reads `kind` (`transaction_kind`), `fx_problem` and `reporting_amount` (the currency
+    conversion, `revseg.fx`).
     """
-    rules: list[tuple[Column, str]] = [
-        (is_blank("transaction_id"), MISSING_TRANSACTION_ID),
-        (is_blank("customer_id"), MISSING_CUSTOMER_ID),
-        (unparsed("amount") | sub_cent("amount"), INVALID_AMOUNT),
-        (F.col("amount").isNull(), MISSING_AMOUNT),
-        (unparsed("transaction_ts"), INVALID_TIMESTAMP),
-        (F.col("transaction_ts").isNull(), MISSING_TIMESTAMP),
-        (is_blank("currency"), MISSING_CURRENCY),
-        (F.col("kind") == F.lit("ignore"), EXCLUDED_TYPE),
-        (F.col("kind") == F.lit("unknown"), UNKNOWN_TRANSACTION_TYPE),
-        (F.upper(F.trim(F.col("currency"))) != F.lit(reporting_currency), MISSING_FX_RATE),
+    rules: list[tuple[Column, Column]] = [
+        (is_blank("transaction_id"), F.lit(MISSING_TRANSACTION_ID)),
+        (is_blank("customer_id"), F.lit(MISSING_CUSTOMER_ID)),
+        (unparsed("amount") | sub_cent("amount"), F.lit(INVALID_AMOUNT)),
+        (F.col("amount").isNull(), F.lit(MISSING_AMOUNT)),
+        (fractional_minor_unit(), F.lit(INVALID_AMOUNT)),
+        (unparsed("transaction_ts"), F.lit(INVALID_TIMESTAMP)),
+        (F.col("transaction_ts").isNull(), F.lit(MISSING_TIMESTAMP)),
+        (is_blank("currency"), F.lit(MISSING_CURRENCY)),
+        (F.col("kind") == F.lit("ignore"), F.lit(EXCLUDED_TYPE)),
+        (F.col("kind") == F.lit("unknown"), F.lit(UNKNOWN_TRANSACTION_TYPE)),
+        (F.col("fx_problem").isNotNull(), F.col("fx_problem")),
+        # converted beyond decimal(18,2): no real amount does that
+        (F.col("reporting_amount").isNull(), F.lit(INVALID_AMOUNT)),
     ]
     reason = F.lit(None).cast("string")
     for condition, code in reversed(rules):
-        reason = F.when(condition, F.lit(code)).otherwise(reason)
+        reason = F.when(condition, code).otherwise(reason)
     return reason
 
 
 def with_rejection_reason(
     transactions: DataFrame, reporting_currency: str, types: TransactionTypes | None = None
 ) -> DataFrame:
-    """Adds `kind` (see `transaction_kind`) and `reason` (null: the row is counted)."""
+    """Adds `kind` (see `transaction_kind`) and `reason` (null: the row is counted).
+
+    Without the conversion's columns (`revseg.fx.convert`), only the reporting currency
+    counts.
+    """
     with_kind = transactions.withColumn("kind", transaction_kind(types or TransactionTypes()))
-    return with_kind.withColumn("reason", rejection_reason(reporting_currency))
+    if "fx_problem" not in with_kind.columns:
+        with_kind = with_kind.withColumns(domestic_only(reporting_currency))
+    return with_kind.withColumn("reason", rejection_reason())
 
 
 def reason_counts(reason: Column | str = "reason") -> list[Column]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -29,6 +29,18 @@ CATEGORIES = (
     ("toys", 0.07),
     ("books", 0.05),
 )
+# Each market's currency, its rough value in USD and its UTC offset (hours) for shopping
+# hours; amounts are drawn in USD terms and expressed in the market's currency.
+MARKET_CURRENCIES = {
+    "US": ("USD", 1.0, -5),
+    "GB": ("GBP", 1.27, 0),
+    "DE": ("EUR", 1.08, 1),
+    "JP": ("JPY", 0.0067, 9),
+    "BR": ("BRL", 0.19, -3),
+}
+REFUND_RATE = 0.03  # share of sales refunded later (half of them partly)
+CHARGEBACK_SHARE = 0.15  # of the refunds, the share that are chargebacks
+TEST_ORDER_RATE = 0.002
 _SEASON_SLOTS = 4096
 _TWO_POW_63 = float(2**63)
 
@@ -42,6 +54,7 @@ class SampleSpec:
     start: date = date(2023, 1, 1)
     end: date = date(2024, 12, 31)
     seed: int = 7
+    plain: bool = False  # USD sales only: no currencies, refunds or test orders
 
     def __post_init__(self) -> None:
         if self.rows < 1 or self.customers < 1:
@@ -103,7 +116,10 @@ def sample_transactions(spark: SparkSession, spec: SampleSpec) -> DataFrame:
     """The sample lake as a DataFrame in the canonical contract, plus `transaction_date`.
 
     Row ids run in time order (days follow the seasonal inverse CDF over the id), so each
-    task writes a contiguous range of days and the lake gets about one file per day.
+    task writes a contiguous range of days and the lake gets about one file per day. Unless
+    `spec.plain`, sales are in their market's currency at its shopping hours, about 3% are
+    refunded 1 to 45 days later (half of them partly, some as chargebacks; refund rows come
+    on top of `spec.rows`) and 0.2% are test orders.
     """
     seed = spec.seed
     partitions = max(2, min(64, spec.rows // 500_000))
@@ -121,28 +137,50 @@ def sample_transactions(spark: SparkSession, spec: SampleSpec) -> DataFrame:
     # Spend: a log-normal scale per customer (median ~$35) times a log-normal per order.
     scale = F.lit(3.55) + F.lit(1.05) * _normal(seed, 10, customer)
     order_noise = F.lit(0.55) * _normal(seed, 3, row_id)
-    cents = F.least(
+    usd_cents = F.least(
         F.greatest(F.round(F.exp(scale + order_noise) * 100), F.lit(50)), F.lit(50_000_000)
-    ).cast("long")
+    )
     quantity = (
         F.lit(1) + F.floor(-F.log(F.greatest(_uniform(seed, 5, row_id), F.lit(1e-9))) * 0.8)
     ).cast("long")
-    cost_cents = F.round(cents * (F.lit(0.35) + 0.4 * _uniform(seed, 6, row_id))).cast("long")
+    cost_share = F.lit(0.35) + 0.4 * _uniform(seed, 6, row_id)
+    market = _weighted_choice(_uniform(seed, 8, customer), MARKETS)
+    currency: Column = F.lit("USD")
+    kind: Column = F.lit("sale")
+    cents = usd_cents.cast("long")
+    if not spec.plain:
+        currency = _by_market(market, 0)
+        # shopping hours in the market's own time zone
+        epoch = epoch - _by_market(market, 2).cast("long") * 3600
+        local = usd_cents / _by_market(market, 1)
+        cents = F.when(currency == "JPY", F.round(local / 100) * 100).otherwise(F.round(local))
+        cents = F.greatest(cents, F.lit(100)).cast("long")
+        is_test = _uniform(seed, 11, row_id) < TEST_ORDER_RATE
+        kind = F.when(is_test, F.lit("test")).otherwise(F.lit("sale"))
+    cost_cents = F.round(cents * cost_share).cast("long")
+    if not spec.plain:
+        cost_cents = F.when(currency == "JPY", F.round(cost_cents / 100) * 100).otherwise(
+            cost_cents
+        )
 
-    frame = rows.select(
+    sales = rows.select(
+        row_id.alias("row_id"),
         F.format_string("T%d-%012d", F.lit(seed), row_id).alias("transaction_id"),
         F.format_string("C%08d", customer).alias("customer_id"),
         F.timestamp_seconds(epoch).alias("transaction_ts"),
         cents.alias("amount_cents"),
-        F.lit("USD").alias("currency"),
-        F.lit("sale").alias("transaction_type"),
+        currency.alias("currency"),
+        kind.alias("transaction_type"),
         F.lit(None).cast("string").alias("original_transaction_id"),
         _weighted_choice(_uniform(seed, 7, row_id), CHANNELS).alias("channel"),
-        _weighted_choice(_uniform(seed, 8, customer), MARKETS).alias("market"),
+        market.alias("market"),
         _weighted_choice(_uniform(seed, 9, row_id), CATEGORIES).alias("product_category"),
         quantity.alias("quantity"),
-        cost_cents.alias("cost_cents"),
-        F.date_from_unix_date(F.floor(epoch / 86_400).cast("int")).alias("transaction_date"),
+        cost_cents.cast("long").alias("cost_cents"),
+    )
+    frame = sales if spec.plain else sales.unionByName(_refunds(sales, seed))
+    utc_day = F.date_from_unix_date(
+        F.floor(F.unix_seconds(F.col("transaction_ts")) / 86_400).cast("int")
     )
     return frame.select(
         "transaction_id",
@@ -157,5 +195,74 @@ def sample_transactions(spark: SparkSession, spec: SampleSpec) -> DataFrame:
         "product_category",
         "quantity",
         to_money("cost_cents").alias("cost"),
-        "transaction_date",
+        utc_day.alias("transaction_date"),
     )
+
+
+def _by_market(market: Column, field: int) -> Column:
+    """One field of MARKET_CURRENCIES for each row's market."""
+    result: Column = F.lit(None)
+    for name, values in MARKET_CURRENCIES.items():
+        result = F.when(market == name, F.lit(values[field])).otherwise(result)
+    return result
+
+
+def _refunds(sales: DataFrame, seed: int) -> DataFrame:
+    """Refunds of about REFUND_RATE of the sales, 1-45 days later: half whole, half partial
+    (10-90%, whole yen for JPY), some as chargebacks, signed negative like most sources."""
+    row_id = F.col("row_id")
+    chosen = sales.where(
+        (F.col("transaction_type") == "sale") & (_uniform(seed, 20, row_id) < REFUND_RATE)
+    )
+    later = (F.lit(86_400) + F.floor(_uniform(seed, 21, row_id) * 44 * 86_400)).cast("long")
+    partial = _uniform(seed, 22, row_id) < 0.5
+    share = F.lit(0.1) + 0.8 * _uniform(seed, 23, row_id)
+    part = F.round(F.col("amount_cents") * share)
+    part = F.when(F.col("currency") == "JPY", F.round(part / 100) * 100).otherwise(part)
+    cents = F.when(partial, F.greatest(part, F.lit(100))).otherwise(F.col("amount_cents"))
+    kind = F.when(_uniform(seed, 24, row_id) < CHARGEBACK_SHARE, F.lit("chargeback")).otherwise(
+        F.lit("refund")
+    )
+    return chosen.select(
+        "row_id",
+        F.concat(F.col("transaction_id"), F.lit("-R")).alias("transaction_id"),
+        "customer_id",
+        F.timestamp_seconds(F.unix_seconds(F.col("transaction_ts")) + later).alias(
+            "transaction_ts"
+        ),
+        (-cents).cast("long").alias("amount_cents"),
+        "currency",
+        kind.alias("transaction_type"),
+        F.col("transaction_id").alias("original_transaction_id"),
+        "channel",
+        "market",
+        "product_category",
+        F.lit(None).cast("long").alias("quantity"),
+        F.lit(None).cast("long").alias("cost_cents"),
+    )
+
+
+def fx_rates(spark: SparkSession, spec: SampleSpec) -> DataFrame:
+    """Daily rates to USD for the sample's currencies, on business days only (weekends use
+    Friday's rate), drifting a few percent over the period: currency, rate_date, rate."""
+    first = spec.start - timedelta(days=7)
+    days = spark.range(0, (spec.end - first).days + 1).select(
+        F.date_add(F.lit(first), F.col("id").cast("int")).alias("rate_date"), F.col("id")
+    )
+    business = days.where(~F.dayofweek("rate_date").isin(1, 7))
+    rows = []
+    currencies = sorted((code, usd_value) for code, usd_value, _ in MARKET_CURRENCIES.values())
+    for index, (code, usd_value) in enumerate(currencies):
+        if code == "USD":
+            continue
+        drift = (
+            F.lit(1.0)
+            + 0.04 * F.sin(F.col("id") / 45.0 + index)
+            + 0.01 * (_uniform(spec.seed, 30 + index, F.col("id")) - 0.5)
+        )
+        rate = F.round(F.lit(usd_value) * drift, 8).cast("decimal(19,8)")
+        rows.append(business.select(F.lit(code).alias("currency"), "rate_date", rate.alias("rate")))
+    result = rows[0]
+    for frame in rows[1:]:
+        result = result.unionByName(frame)
+    return result

@@ -29,15 +29,16 @@ def cut_points(
     accuracy: int,
     group_cols: Sequence[str] = PERIOD_KEYS,
 ) -> DataFrame:
-    """One row per period group with `cut_points`: an array of cents, highest level first.
+    """One row per period group with `cut_points`: an array of cents, highest level first
+    (null when nobody in the group has revenue above zero).
 
-    One percentile_approx call per group computes every level from one sketch.
+    One percentile_approx call per group computes every level from one sketch; revenues
+    of zero or less take no part in it (percentile_approx skips nulls).
     """
     fractions = F.array(*[F.lit(f) for f in quantile_fractions(levels)])
-    return (
-        customer_periods.where(F.col("revenue_cents") > 0)
-        .groupBy(*group_cols)
-        .agg(F.percentile_approx("revenue_cents", fractions, accuracy).alias("cut_points"))
+    positive = F.when(F.col("revenue_cents") > 0, F.col("revenue_cents"))
+    return customer_periods.groupBy(*group_cols).agg(
+        F.percentile_approx(positive, fractions, accuracy).alias("cut_points")
     )
 
 
@@ -59,10 +60,16 @@ def assign_segments(
     cuts: DataFrame,
     levels: Sequence[TierLevel],
     group_cols: Sequence[str] = PERIOD_KEYS,
+    labels: Sequence[str] = (),
 ) -> DataFrame:
-    """Customer periods with `segment`, from the (small, broadcast) cut points."""
+    """Customer periods with `segment`, from the (small, broadcast) cut points.
+
+    `labels` are columns of `cuts` carried onto every row (the period's names, when the
+    rows are keyed by integers).
+    """
     return customer_periods.join(F.broadcast(cuts), list(group_cols), "left").select(
         *customer_periods.columns,
+        *labels,
         segment_of(F.col("revenue_cents"), F.col("cut_points"), levels).alias("segment"),
     )
 
@@ -72,11 +79,13 @@ def tier_boundaries(
     cuts: DataFrame,
     levels: Sequence[TierLevel],
     group_cols: Sequence[str] = PERIOD_KEYS,
+    labels: Sequence[str] = (),
 ) -> DataFrame:
     """Per period group and segment: cut point, customers, revenue and revenue share.
 
     Every level gets a row, with zero customers if none reached it, so that a reader can
-    tell "nobody in platinum" from "platinum not computed".
+    tell "nobody in platinum" from "platinum not computed". `labels`: columns of `cuts`
+    to carry (see `assign_segments`).
     """
     keys = list(group_cols)
     level_rows = cuts.select(*keys, F.posexplode("cut_points").alias("level", "min_cents"))
@@ -88,10 +97,13 @@ def tier_boundaries(
         F.count(F.lit(1)).alias("customers"), F.sum("revenue_cents").alias("revenue_cents")
     )
     joined = level_rows.join(counts, [*keys, "segment"], "full")
+    if labels:
+        joined = joined.join(cuts.select(*keys, *labels), keys, "left")
     period_total = F.sum("revenue_cents").over(Window.partitionBy(*keys))
     revenue = F.coalesce(F.col("revenue_cents"), F.lit(0))
     return joined.select(
         *keys,
+        *labels,
         "segment",
         to_money("min_cents").alias("min_revenue"),
         F.coalesce(F.col("customers"), F.lit(0)).cast("long").alias("customers"),

@@ -124,7 +124,8 @@ def ensure_lake(lake: Path, rows: int, seed: int) -> None:
     print(f"generating {rows} rows into {lake}")
     lake.parent.mkdir(parents=True, exist_ok=True)
     customers = max(1000, rows // 20)
-    cmd = [sys.executable, "-m", "revseg", "generate", "--rows", str(rows), "--seed", str(seed)]
+    cmd = [sys.executable, "-m", "revseg", "generate", "--plain", "--rows", str(rows)]
+    cmd += ["--seed", str(seed)]
     cmd += ["--start", START, "--end", END, "--customers", str(customers), "--output", str(lake)]
     run_checked(cmd, "revseg generate")
 

@@ -6,8 +6,10 @@ require_java
 ensure_venv ""
 
 SAMPLE_ROWS="${SAMPLE_ROWS:-200000}"
-if [[ ! -d data/transactions ]]; then
-  echo "generating a sample lake of $SAMPLE_ROWS transactions in data/transactions ..." >&2
-  .venv/bin/revseg generate --output data/transactions --rows "$SAMPLE_ROWS"
+# The lake and its FX rates table are generated together (and again if either is missing).
+if [[ ! -d data/transactions || ! -d data/fx_rates ]]; then
+  echo "generating a sample lake of $SAMPLE_ROWS sales in data/transactions" \
+    "(FX rates in data/fx_rates) ..." >&2
+  .venv/bin/revseg generate --output data/transactions --rows "$SAMPLE_ROWS" --overwrite
 fi
 exec .venv/bin/revseg run --config conf/local.yaml "$@"

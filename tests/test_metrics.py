@@ -17,6 +17,7 @@ from revseg.metrics import (
     to_cents,
     to_money,
     transaction_facts,
+    with_period_labels,
 )
 from revseg.periods import Month, make_grains
 
@@ -48,7 +49,8 @@ def test_month_aggregates_and_rollup(spark: SparkSession) -> None:
     ]
     tx = spark.createDataFrame(rows, TX_SCHEMA)
     months = month_aggregates(transaction_facts(tx, "UTC"))
-    per_period = roll_up(months, make_grains(("month", "quarter", "year")))
+    grains = make_grains(("month", "quarter", "year"))
+    per_period = with_period_labels(roll_up(months, grains), grains)
     expected = spark.createDataFrame(
         [
             (
@@ -163,7 +165,8 @@ def test_rollup_keeps_only_requested_periods(spark: SparkSession) -> None:
         "quarter": (march - 2, march - 2),
         "year": (march - 2, march - 2),
     }
-    kept = roll_up(months, make_grains(("month", "quarter", "year")), ranges)
+    grains = make_grains(("month", "quarter", "year"))
+    kept = with_period_labels(roll_up(months, grains, ranges), grains)
     got = {(r["period"], r["revenue_cents"]) for r in kept.collect()}
     assert got == {("2024-03", 100), ("2024-Q1", 300), ("2024", 1200)}
 
@@ -174,7 +177,9 @@ def test_active_days_count_distinct_days_across_months(spark: SparkSession) -> N
     months = month_aggregates(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
     result = {
         r["period"]: r["active_days"]
-        for r in roll_up(months, make_grains(("month", "quarter"))).collect()
+        for r in with_period_labels(
+            roll_up(months, make_grains(("month", "quarter"))), make_grains(("month", "quarter"))
+        ).collect()
     }
     assert result == {"2024-01": 2, "2024-02": 2, "2024-03": 1, "2024-Q1": 5}
 
@@ -210,7 +215,8 @@ def test_rolling_and_fiscal_rollup(spark: SparkSession) -> None:
     rows = [("a", f"t{m}", ts(f"2024-{m:02d}-10 12:00:00"), Decimal(v)) for m, v in amounts.items()]
     months = month_aggregates(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
     grains = make_grains(("rolling_3m", "fiscal_quarter", "fiscal_year"), fiscal_year_start_month=4)
-    got = {r["period"]: r["revenue_cents"] for r in roll_up(months, grains).collect()}
+    labelled = with_period_labels(roll_up(months, grains), grains)
+    got = {r["period"]: r["revenue_cents"] for r in labelled.collect()}
     assert got["L3M-2024-03"] == 700 and got["L3M-2024-05"] == 2800
     assert got["L3M-2024-01"] == 100 and got["L3M-2024-07"] == 1600  # partial: lacks history
     assert got["FY2024-Q4"] == 700 and got["FY2025-Q1"] == 2400
@@ -237,7 +243,9 @@ def test_refunds_reduce_revenue_whatever_their_sign(spark: SparkSession) -> None
             r["revenue_cents"],
             r["orders"],
         )
-        for r in roll_up(months, make_grains(("month", "quarter"))).collect()
+        for r in with_period_labels(
+            roll_up(months, make_grains(("month", "quarter"))), make_grains(("month", "quarter"))
+        ).collect()
     }
     assert got["2024-01"] == (10000, 5000, 5000, 1)
     assert got["2024-02"] == (1000, 0, 1000, 1)

@@ -405,3 +405,45 @@ def test_integer_date_partition_is_a_clear_error(spark: SparkSession, tmp_path: 
     config = config_for(lake, tmp_path / "out")
     with pytest.raises(SourceError, match=r"source.date_partition column 'transaction_date' is"):
         run_segmentation(spark, config, Month.parse("2024-01"), Month.parse("2024-01"))
+
+
+def test_recency_tenure_active_months_quantity_and_margin(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    rows = [
+        ("t1", "a", datetime(2024, 1, 5, 9), Decimal("100.00"), "sale", 2, Decimal("60.00")),
+        ("t2", "a", datetime(2024, 3, 10, 9), Decimal("50.00"), "sale", 1, Decimal("20.00")),
+        ("t3", "a", datetime(2024, 3, 20, 9), Decimal("-10.00"), "refund", 1, None),
+        ("t4", "b", datetime(2024, 2, 29, 23), Decimal("30.00"), "sale", 3, None),
+    ]
+    frame = spark.createDataFrame(
+        rows,
+        "transaction_id string, customer_id string, transaction_ts timestamp, "
+        "amount decimal(18,2), transaction_type string, quantity int, cost decimal(18,2)",
+    ).withColumn("currency", F.lit("USD"))
+    lake = write_lake(frame, tmp_path / "lake")
+    config = config_for(lake, tmp_path / "out", "periods.grains=[month, quarter]")
+    result = run_segmentation(spark, config)
+    got = {
+        (r["customer_id"], r["period"]): (
+            r["revenue"],
+            r["recency_days"],
+            r["tenure_days"],
+            r["active_months"],
+            r["quantity"],
+            r["margin"],
+        )
+        for r in read_delta(result.table_path(contract.CUSTOMER_SEGMENTS))
+    }
+    assert got == {
+        ("a", "2024-01"): (Decimal("100.00"), 26, 26, 1, 2, Decimal("40.00")),
+        ("a", "2024-03"): (Decimal("40.00"), 11, 86, 1, 0, Decimal("20.00")),
+        ("a", "2024-Q1"): (Decimal("140.00"), 11, 86, 2, 2, Decimal("60.00")),
+        ("b", "2024-02"): (Decimal("30.00"), 0, 0, 1, 3, None),
+        ("b", "2024-Q1"): (Decimal("30.00"), 31, 31, 1, 3, None),
+    }
+    # The same run without the optional metrics: the columns stay, empty.
+    lean = config_for(lake, tmp_path / "lean", "periods.grains=[month]", "metrics.include=[]")
+    lean_rows = read_delta(run_segmentation(spark, lean).table_path(contract.CUSTOMER_SEGMENTS))
+    assert {(r["quantity"], r["margin"]) for r in lean_rows} == {(None, None)}
+    assert {r["tenure_days"] for r in lean_rows if r["customer_id"] == "a"} == {26, 86}

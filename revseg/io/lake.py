@@ -19,10 +19,11 @@ def write_lake(
     frame: DataFrame,
     path: str,
     fmt: str = "parquet",
-    partition_column: str = "transaction_date",
+    partition_column: str | None = "transaction_date",
     overwrite: bool = False,
 ) -> None:
-    """Write `frame` partitioned Hive-style by `partition_column` (one directory per day).
+    """Write `frame` partitioned Hive-style by `partition_column` (one directory per day;
+    None: not partitioned).
 
     An existing path is left alone unless `overwrite` is given: a generator must never
     replace somebody's data by accident.
@@ -33,7 +34,9 @@ def write_lake(
     if "://" not in path and local.exists() and any(local.iterdir()) and not overwrite:
         raise RunError(f"{path} exists and is not empty; pass --overwrite to replace it")
     mode = "overwrite" if overwrite else "errorifexists"
-    writer = frame.write.mode(mode).partitionBy(partition_column).format(fmt)
+    writer = frame.write.mode(mode).format(fmt)
+    if partition_column is not None:
+        writer = writer.partitionBy(partition_column)
     if fmt == "csv":
         writer = writer.option("header", "true")
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import date
+from typing import Protocol
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -22,15 +24,29 @@ _DEFAULT_OPTIONS = {
 }
 
 
-def read_source(spark: SparkSession, source: SourceConfig) -> DataFrame:
-    """The source as Spark reads it, with a clear error when the path cannot be read."""
+class Readable(Protocol):
+    """A table to read: the source or the FX rates."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def format(self) -> str: ...
+
+    @property
+    def options(self) -> Mapping[str, str]: ...
+
+
+def read_source(spark: SparkSession, source: Readable, key: str = "source") -> DataFrame:
+    """The source (or another input table, named by its config `key`) as Spark reads it,
+    with a clear error when the path cannot be read."""
     options = {**_DEFAULT_OPTIONS.get(source.format, {}), **source.options}
     reader = spark.read.format(source.format).options(**options)
     try:
         frame = reader.load(qualify(source.path))
         frame.schema  # noqa: B018 -- resolves the files now, so errors surface here
     except AnalysisException as err:
-        raise SourceError(_explain_read_error(source, err)) from None
+        raise SourceError(_explain_read_error(source, err, key)) from None
     return frame
 
 
@@ -58,16 +74,16 @@ def prune_to_days(frame: DataFrame, source: SourceConfig, first: date, last: dat
     return frame.where(quoted(column).cast("date").between(F.lit(first), F.lit(last)))
 
 
-def _explain_read_error(source: SourceConfig, err: AnalysisException) -> str:
+def _explain_read_error(source: Readable, err: AnalysisException, key: str) -> str:
     condition = err.getCondition() or ""
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else condition
     if condition == "PATH_NOT_FOUND":
-        return f"source.path {source.path!r} does not exist"
+        return f"{key}.path {source.path!r} does not exist"
     if condition == "UNABLE_TO_INFER_SCHEMA":
         return (
-            f"source.path {source.path!r} holds no readable {source.format} files "
-            "(is it empty, or is source.format wrong?)"
+            f"{key}.path {source.path!r} holds no readable {source.format} files "
+            f"(is it empty, or is {key}.format wrong?)"
         )
     if source.format == "delta" and "DELTA_MISSING_DELTA_TABLE" in condition:
-        return f"source.path {source.path!r} is not a Delta table (source.format is delta)"
-    return f"cannot read source.path {source.path!r} as {source.format}: {first_line}"
+        return f"{key}.path {source.path!r} is not a Delta table ({key}.format is delta)"
+    return f"cannot read {key}.path {source.path!r} as {source.format}: {first_line}"
