@@ -97,9 +97,10 @@ def effective_rates(rates: DataFrame, max_staleness_days: int) -> DataFrame:
     until = F.when(following.isNull(), stale_after).otherwise(
         F.least(stale_after, F.date_sub(following, 1))
     )
-    return rates.distinct().select(
+    spans = rates.distinct().withColumn("until", until)
+    return spans.select(
         F.col("currency").alias("fx_currency"),
-        F.explode(F.sequence("rate_date", until)).alias("rate_day"),
+        F.explode(F.sequence("rate_date", "until")).alias("rate_day"),
         F.col("rate").alias("fx_rate"),
     )
 

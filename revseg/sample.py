@@ -29,14 +29,14 @@ CATEGORIES = (
     ("toys", 0.07),
     ("books", 0.05),
 )
-# Each market's currency, its rough value in USD and its UTC offset (hours) for shopping
-# hours; amounts are drawn in USD terms and expressed in the market's currency.
+# Each market's currency and its rough value in USD: amounts are drawn in USD terms and
+# expressed in the market's currency (whole yen for JPY).
 MARKET_CURRENCIES = {
-    "US": ("USD", 1.0, -5),
-    "GB": ("GBP", 1.27, 0),
-    "DE": ("EUR", 1.08, 1),
-    "JP": ("JPY", 0.0067, 9),
-    "BR": ("BRL", 0.19, -3),
+    "US": ("USD", 1.0),
+    "GB": ("GBP", 1.27),
+    "DE": ("EUR", 1.08),
+    "JP": ("JPY", 0.0067),
+    "BR": ("BRL", 0.19),
 }
 REFUND_RATE = 0.03  # share of sales refunded later (half of them partly)
 CHARGEBACK_SHARE = 0.15  # of the refunds, the share that are chargebacks
@@ -117,7 +117,7 @@ def sample_transactions(spark: SparkSession, spec: SampleSpec) -> DataFrame:
 
     Row ids run in time order (days follow the seasonal inverse CDF over the id), so each
     task writes a contiguous range of days and the lake gets about one file per day. Unless
-    `spec.plain`, sales are in their market's currency at its shopping hours, about 3% are
+    `spec.plain`, sales are in their market's currency, about 3% are
     refunded 1 to 45 days later (half of them partly, some as chargebacks; refund rows come
     on top of `spec.rows`) and 0.2% are test orders.
     """
@@ -150,8 +150,6 @@ def sample_transactions(spark: SparkSession, spec: SampleSpec) -> DataFrame:
     cents = usd_cents.cast("long")
     if not spec.plain:
         currency = _by_market(market, 0)
-        # shopping hours in the market's own time zone
-        epoch = epoch - _by_market(market, 2).cast("long") * 3600
         local = usd_cents / _by_market(market, 1)
         cents = F.when(currency == "JPY", F.round(local / 100) * 100).otherwise(F.round(local))
         cents = F.greatest(cents, F.lit(100)).cast("long")
@@ -178,7 +176,8 @@ def sample_transactions(spark: SparkSession, spec: SampleSpec) -> DataFrame:
         quantity.alias("quantity"),
         cost_cents.cast("long").alias("cost_cents"),
     )
-    frame = sales if spec.plain else sales.unionByName(_refunds(sales, seed))
+    end_epoch = int(datetime.combine(spec.end, datetime.max.time(), timezone.utc).timestamp())
+    frame = sales if spec.plain else sales.unionByName(_refunds(sales, seed, end_epoch))
     utc_day = F.date_from_unix_date(
         F.floor(F.unix_seconds(F.col("transaction_ts")) / 86_400).cast("int")
     )
@@ -207,14 +206,17 @@ def _by_market(market: Column, field: int) -> Column:
     return result
 
 
-def _refunds(sales: DataFrame, seed: int) -> DataFrame:
-    """Refunds of about REFUND_RATE of the sales, 1-45 days later: half whole, half partial
-    (10-90%, whole yen for JPY), some as chargebacks, signed negative like most sources."""
+def _refunds(sales: DataFrame, seed: int, end_epoch: int) -> DataFrame:
+    """Refunds of about REFUND_RATE of the sales, 1-45 days later (none after the sample's
+    last day): half whole, half partial (10-90%, whole yen for JPY), some as chargebacks,
+    signed negative like most sources."""
     row_id = F.col("row_id")
-    chosen = sales.where(
-        (F.col("transaction_type") == "sale") & (_uniform(seed, 20, row_id) < REFUND_RATE)
-    )
     later = (F.lit(86_400) + F.floor(_uniform(seed, 21, row_id) * 44 * 86_400)).cast("long")
+    chosen = sales.where(
+        (F.col("transaction_type") == "sale")
+        & (_uniform(seed, 20, row_id) < REFUND_RATE)
+        & (F.unix_seconds(F.col("transaction_ts")) + later <= F.lit(end_epoch))
+    )
     partial = _uniform(seed, 22, row_id) < 0.5
     share = F.lit(0.1) + 0.8 * _uniform(seed, 23, row_id)
     part = F.round(F.col("amount_cents") * share)
@@ -251,7 +253,7 @@ def fx_rates(spark: SparkSession, spec: SampleSpec) -> DataFrame:
     )
     business = days.where(~F.dayofweek("rate_date").isin(1, 7))
     rows = []
-    currencies = sorted((code, usd_value) for code, usd_value, _ in MARKET_CURRENCIES.values())
+    currencies = sorted(MARKET_CURRENCIES.values())
     for index, (code, usd_value) in enumerate(currencies):
         if code == "USD":
             continue

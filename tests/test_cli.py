@@ -66,6 +66,8 @@ def test_run_prints_summary_and_writes_tables(
             f"source.path={small_lake}",
             "--set",
             f"output.path={out}",
+            "--set",
+            f"revenue.fx_rates.path={small_lake.parent / 'fx_rates'}",
             "--from",
             "2024-02",
             "--to",

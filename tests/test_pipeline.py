@@ -25,7 +25,8 @@ from revseg.errors import RunError, SourceError, TableError
 from revseg.io.source import prune_to_days, read_source
 from revseg.periods import Month
 from revseg.pipeline import run_segmentation
-from revseg.sample import SampleSpec, sample_transactions
+from revseg.quality import ROW_REASONS
+from revseg.sample import SampleSpec, fx_rates, sample_transactions
 from tests.conftest import write_lake
 
 SPEC = SampleSpec(rows=6000, customers=400, start=date(2024, 1, 1), end=date(2024, 6, 30), seed=3)
@@ -33,18 +34,29 @@ SPEC = SampleSpec(rows=6000, customers=400, start=date(2024, 1, 1), end=date(202
 
 @pytest.fixture(scope="module")
 def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The sample lake plus rows revseg must not count: a duplicate and a foreign currency."""
-    path = tmp_path_factory.mktemp("lake") / "transactions"
+    """The realistic sample (currencies, refunds, test orders) with its FX table beside it,
+    plus rows revseg must not count twice or at all: a duplicate and a currency without
+    rates."""
+    root = tmp_path_factory.mktemp("lake")
     frame = sample_transactions(spark, SPEC)
-    first = frame.limit(1)
+    first = frame.where(F.col("currency") == "USD").limit(1)
     extra = first.unionByName(
-        first.withColumn("transaction_id", F.lit("EUR-1")).withColumn("currency", F.lit("EUR"))
+        first.withColumn("transaction_id", F.lit("CHF-1")).withColumn("currency", F.lit("CHF"))
     )
-    return write_lake(frame.unionByName(extra), path)
+    fx_rates(spark, SPEC).write.parquet(str(root / "fx_rates"))
+    return write_lake(frame.unionByName(extra), root / "transactions")
+
+
+def fx_beside(lake: str) -> list[str]:
+    """The override that points at the FX table generated beside a sample lake, if any."""
+    rates = Path(lake).parent / "fx_rates"
+    return [f"revenue.fx_rates.path={rates}"] if rates.exists() else []
 
 
 def config_for(lake: str, out: Path, *overrides: str) -> Config:
-    return load_config(None, [f"source.path={lake}", f"output.path={out}", *overrides])
+    return load_config(
+        None, [f"source.path={lake}", f"output.path={out}", *fx_beside(lake), *overrides]
+    )
 
 
 def read_delta(path: str) -> list[dict[str, Any]]:
@@ -52,20 +64,45 @@ def read_delta(path: str) -> list[dict[str, Any]]:
 
 
 def expected_revenue(lake: str) -> dict[tuple[str, str], Decimal]:
-    """Revenue per (grain, period) straight from the Parquet files, deduplicated, USD only."""
+    """Net revenue per (grain, period) straight from the Parquet files with DuckDB:
+    deduplicated, sales minus refunds, converted at the latest rate at most 3 days old
+    (rounded half-even per transaction), rows without a rate or with an ignored type left
+    out."""
+    rates = Path(lake).parent / "fx_rates"
     sql = f"""
         SET TimeZone = 'UTC';
         WITH tx AS (
-            SELECT DISTINCT ON (customer_id, transaction_id) *
+            SELECT DISTINCT ON (customer_id, transaction_id) *,
+                upper(trim(currency)) AS ccy,
+                CAST(transaction_ts AS DATE) AS day,
+                CASE
+                    WHEN transaction_type IS NULL OR trim(transaction_type) = ''
+                      OR lower(trim(transaction_type)) IN ('sale', 'purchase', 'order') THEN 1
+                    WHEN lower(trim(transaction_type)) IN ('refund', 'return', 'chargeback')
+                      THEN -1
+                    ELSE 0
+                END AS sign
             FROM read_parquet('{lake}/*/*.parquet', hive_partitioning = true)
-            WHERE currency = 'USD'
-        )
-        SELECT 'month', strftime(transaction_ts, '%Y-%m'), sum(amount) FROM tx GROUP BY 2
+        ),
+        rates AS (
+            SELECT upper(trim(currency)) AS ccy, rate_date, rate
+            FROM read_parquet('{rates}/*.parquet')
+        ),
+        net AS (
+            SELECT tx.transaction_ts, tx.sign * abs(CASE
+                WHEN tx.ccy = 'USD' THEN tx.amount
+                WHEN tx.day - r.rate_date <= 3 THEN round_even(tx.amount * r.rate, 2)
+            END) AS amount
+            FROM tx ASOF LEFT JOIN rates r ON tx.ccy = r.ccy AND tx.day >= r.rate_date
+            WHERE tx.sign <> 0
+        ),
+        usd AS (SELECT * FROM net WHERE amount IS NOT NULL)
+        SELECT 'month', strftime(transaction_ts, '%Y-%m'), sum(amount) FROM usd GROUP BY 2
         UNION ALL
         SELECT 'quarter', strftime(transaction_ts, '%Y') || '-Q' || quarter(transaction_ts),
-               sum(amount) FROM tx GROUP BY 2
+               sum(amount) FROM usd GROUP BY 2
         UNION ALL
-        SELECT 'year', strftime(transaction_ts, '%Y'), sum(amount) FROM tx GROUP BY 2
+        SELECT 'year', strftime(transaction_ts, '%Y'), sum(amount) FROM usd GROUP BY 2
     """
     con = duckdb.connect()
     statements = [s for s in sql.split(";") if s.strip()]
@@ -132,10 +169,18 @@ def test_revenue_per_period_reconciles_to_the_cent(full_run: Any, lake: str) -> 
     assert len(expected) == 6 + 2 + 1
     boundaries = revenue_by_period(read_delta(result.table_path(contract.TIER_BOUNDARIES)))
     assert boundaries == expected
-    assert result.counts["input_rows"] == SPEC.rows + 2
+    kinds = duckdb.sql(
+        f"SELECT transaction_type, count(*) FROM read_parquet('{lake}/*/*.parquet') GROUP BY 1"
+    ).fetchall()
+    rows = dict(kinds)
+    assert result.counts["input_rows"] == sum(rows.values())
     assert result.counts["duplicate"] == 1
-    assert result.counts["missing_fx_rate"] == 1
-    assert result.counts["valid_rows"] == SPEC.rows
+    assert result.counts["missing_fx_rate"] == 1  # the CHF row
+    assert result.counts["excluded_type"] == rows["test"] > 0
+    # every row is counted once: valid, duplicate or rejected with a reason
+    rejected = sum(result.counts[code] for code in ROW_REASONS)
+    assert result.counts["valid_rows"] + result.counts["duplicate"] + rejected == sum(rows.values())
+    assert rows["refund"] + rows["chargeback"] > 0 and rows["sale"] > SPEC.rows * 0.99
 
 
 def test_segments_follow_cut_points(full_run: Any) -> None:
@@ -258,7 +303,9 @@ def test_other_source_formats_give_the_same_revenue(
     spark: SparkSession, lake: str, tmp_path: Path, fmt: str
 ) -> None:
     copy = write_lake(spark.read.parquet(lake), tmp_path / f"lake_{fmt}", fmt)
-    config = config_for(copy, tmp_path / "out", f"source.format={fmt}", "periods.grains=[quarter]")
+    config = config_for(
+        copy, tmp_path / "out", f"source.format={fmt}", "periods.grains=[quarter]", *fx_beside(lake)
+    )
     result = run_segmentation(spark, config)
     written = revenue_by_period(read_delta(result.table_path(contract.CUSTOMER_SEGMENTS)))
     expected = {k: v for k, v in expected_revenue(lake).items() if k[0] == "quarter"}

@@ -8,7 +8,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from revseg.contract import REQUIRED_COLUMNS
-from revseg.sample import SampleSpec, sample_transactions, season_table, season_weight
+from revseg.sample import (
+    MARKET_CURRENCIES,
+    SampleSpec,
+    fx_rates,
+    sample_transactions,
+    season_table,
+    season_weight,
+)
 
 
 def test_same_seed_same_rows_other_seed_other_rows(spark: SparkSession) -> None:
@@ -21,7 +28,9 @@ def test_same_seed_same_rows_other_seed_other_rows(spark: SparkSession) -> None:
 
 
 def test_contract_and_shape(spark: SparkSession) -> None:
-    spec = SampleSpec(rows=20000, customers=2000, start=date(2024, 1, 1), end=date(2024, 12, 31))
+    spec = SampleSpec(
+        rows=20000, customers=2000, start=date(2024, 1, 1), end=date(2024, 12, 31), plain=True
+    )
     frame = sample_transactions(spark, spec)
     types = dict(frame.dtypes)
     for column, dtype in REQUIRED_COLUMNS.items():
@@ -62,3 +71,46 @@ def test_season_table_follows_the_weights_and_peaks_at_year_end() -> None:
     december = sum(1 for offset in table if days[offset].month == 12)
     june = sum(1 for offset in table if days[offset].month == 6)
     assert december > 1.25 * june
+
+
+def test_realistic_sample_has_refunds_currencies_and_test_orders(spark: SparkSession) -> None:
+    spec = SampleSpec(rows=20000, customers=2000, start=date(2024, 1, 1), end=date(2024, 6, 30))
+    frame = sample_transactions(spark, spec)
+    kinds = {
+        r["transaction_type"]: r["n"]
+        for r in frame.groupBy("transaction_type").agg(F.count(F.lit(1)).alias("n")).collect()
+    }
+    assert kinds["sale"] + kinds["test"] == 20000
+    assert 0.02 < (kinds["refund"] + kinds["chargeback"]) / 20000 < 0.04
+    assert 0.001 < kinds["test"] / 20000 < 0.004
+    currencies = {
+        (r["market"], r["currency"])
+        for r in frame.select("market", "currency").distinct().collect()
+    }
+    assert currencies == {(m, c) for m, (c, _) in MARKET_CURRENCIES.items()}
+    assert frame.where((F.col("currency") == "JPY") & (F.col("amount") % 1 != 0)).count() == 0
+
+    refunds = frame.where(F.col("original_transaction_id").isNotNull()).alias("r")
+    sales = frame.alias("s")
+    pairs = refunds.join(sales, F.col("r.original_transaction_id") == F.col("s.transaction_id"))
+    checks = pairs.agg(
+        F.count(F.lit(1)).alias("pairs"),
+        F.sum((F.col("r.customer_id") != F.col("s.customer_id")).cast("int")).alias("other"),
+        F.sum((F.col("r.transaction_ts") <= F.col("s.transaction_ts")).cast("int")).alias("early"),
+        F.sum((-F.col("r.amount") > F.col("s.amount")).cast("int")).alias("larger"),
+        F.sum((-F.col("r.amount") < F.col("s.amount")).cast("int")).alias("partial"),
+        F.max("r.transaction_date").alias("last"),
+    ).first()
+    assert checks is not None
+    assert checks["pairs"] == kinds["refund"] + kinds["chargeback"]
+    assert checks["other"] == checks["early"] == checks["larger"] == 0
+    assert checks["partial"] > 0 and checks["last"] <= date(2024, 6, 30)
+
+    rates = fx_rates(spark, spec)
+    assert {r["currency"] for r in rates.select("currency").distinct().collect()} == {
+        "BRL",
+        "EUR",
+        "GBP",
+        "JPY",
+    }
+    assert rates.where(F.dayofweek("rate_date").isin(1, 7)).count() == 0
