@@ -9,11 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from revseg.contract import MONEY, UNKNOWN_GROUP
-from revseg.periods import Grain, grain_name, local_date, month_index, period_keys, period_label
+from revseg.contract import MONEY
+from revseg.periods import (
+    EPOCH,
+    Grain,
+    grain_name,
+    local_date,
+    local_epoch_day,
+    month_index,
+    period_keys,
+    period_label,
+)
 
 _ONE_CENT = Decimal("0.01")
 
@@ -179,29 +188,18 @@ def roll_up(
     key_ranges: Mapping[str, tuple[int, int]] | None = None,
     groups: Sequence[str] = (),
     measures: Sequence[str] = (),
-    lifetime: bool = False,
 ) -> DataFrame:
     """Customer x period for every grain, from month aggregates only (no second scan).
 
     `key_ranges`, when given, keeps per grain only the periods whose key lies in the range
     (a run over a month range). Active days add up because the months of a period do not
     overlap; each month row is an active month. Rows are keyed by integers (`grain_idx`,
-    `period_key`); `with_period_labels` names them. `lifetime` adds one row per customer over
-    every month read (`grain_idx` = len(grains), group columns `unknown`): its first
-    purchase, for tenure.
+    `period_key`); `with_period_labels` names them. With `customer_first_ts` on the month
+    rows (`with_customer_first`), each period row keeps it, for tenure.
     """
-    keys = period_keys("month_idx", grains)
-    if lifetime:
-        everything = F.struct(F.lit(len(grains)).alias("grain_idx"), F.lit(0).alias("period_key"))
-        keys = F.array_append(keys, everything)
-    exploded = months.select("*", F.inline(keys))
-    if lifetime and groups:
-        is_lifetime_key = F.col("grain_idx") == len(grains)
-        exploded = exploded.withColumns(
-            {g: F.when(is_lifetime_key, F.lit(UNKNOWN_GROUP)).otherwise(F.col(g)) for g in groups}
-        )
+    exploded = months.select("*", F.inline(period_keys("month_idx", grains)))
     if key_ranges is not None:
-        wanted = F.col("grain_idx") == len(grains)
+        wanted = F.lit(False)
         for i, grain in enumerate(grains):
             low, high = key_ranges[grain.name]
             wanted = wanted | ((F.col("grain_idx") == i) & F.col("period_key").between(low, high))
@@ -215,6 +213,11 @@ def roll_up(
         F.sum(F.bit_count("day_mask")).cast("int").alias("active_days"),
         F.count(F.lit(1)).cast("int").alias("active_months"),
         *measure_sums(measures, facts_level=False),
+        *(
+            [F.min("customer_first_ts").alias("customer_first_ts")]
+            if "customer_first_ts" in months.columns
+            else []
+        ),
     )
     return totals.select(
         "customer_id",
@@ -230,7 +233,18 @@ def roll_up(
         "active_months",
         *[MEASURE_COLUMNS[m] for m in measures],
         *(["cost_missing"] if "margin" in measures else []),
+        *(["customer_first_ts"] if "customer_first_ts" in months.columns else []),
     )
+
+
+def with_customer_first(months: DataFrame) -> DataFrame:
+    """Each month row with its customer's first transaction in all the months read.
+
+    A window by customer over the month rows: they are already partitioned by customer, so
+    this sorts within partitions and shuffles nothing.
+    """
+    first = F.min("first_transaction_ts").over(Window.partitionBy("customer_id"))
+    return months.withColumn("customer_first_ts", first)
 
 
 def with_period_labels(frame: DataFrame, grains: Sequence[Grain]) -> DataFrame:
@@ -244,20 +258,15 @@ def with_period_labels(frame: DataFrame, grains: Sequence[Grain]) -> DataFrame:
     )
 
 
-def period_end(grain_idx: Column, key: Column, grains: Sequence[Grain]) -> Column:
-    """The last local day of the period: recency and tenure count to it, never to today."""
-    last_month: Column = F.lit(None).cast("int")
-    for i, grain in enumerate(grains):
-        _, span_last = grain.span(0)
-        last_month = F.when(grain_idx == i, key + span_last.index).otherwise(last_month)
-    year = F.floor(last_month / 12).cast("int")
-    month = (F.pmod(last_month, F.lit(12)) + 1).cast("int")
-    return F.last_day(F.make_date(year, month, F.lit(1)))
+def period_end_day(grain: Grain, key: int) -> int:
+    """The period's last day as days since 1970-01-01: recency and tenure count to it,
+    never to today, so a re-run gives the same numbers."""
+    return (grain.span(key)[1].last_day() - EPOCH).days
 
 
-def days_before(period_end_day: Column, ts: Column, timezone: str) -> Column:
+def days_before(end_day: Column, ts: Column, timezone: str) -> Column:
     """Whole days from the local day of `ts` to the period's last day (0: that same day)."""
-    return F.datediff(period_end_day, local_date(ts, timezone))
+    return (end_day - local_epoch_day(ts, timezone)).cast("int")
 
 
 def average_order_value(revenue_cents: Column, orders: Column) -> Column:

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 _MONTH_TEXT = re.compile(r"^(\d{4})-(\d{2})$")  # years 1000-9000
 _MICROS_PER_DAY = 86_400_000_000
+EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True, order=True)
@@ -259,8 +260,8 @@ def months_between(first: Month, last: Month) -> Iterable[Month]:
 # --- Spark columns -----------------------------------------------------------------------
 
 
-def local_date(ts: Column | str, timezone: str) -> Column:
-    """The calendar date on which a UTC instant falls in `timezone`.
+def local_epoch_day(ts: Column | str, timezone: str) -> Column:
+    """Days since 1970-01-01 of the calendar date on which a UTC instant falls in `timezone`.
 
     Pure epoch arithmetic after `from_utc_timestamp`, so the result does not depend on
     the session time zone of whatever cluster runs the job.
@@ -270,7 +271,12 @@ def local_date(ts: Column | str, timezone: str) -> Column:
         wall_clock_micros = F.unix_micros(ts_col)  # no zone rules to apply per row
     else:
         wall_clock_micros = F.unix_micros(F.from_utc_timestamp(ts_col, timezone))
-    return F.date_from_unix_date(F.floor(wall_clock_micros / _MICROS_PER_DAY).cast("int"))
+    return F.floor(wall_clock_micros / _MICROS_PER_DAY).cast("int")
+
+
+def local_date(ts: Column | str, timezone: str) -> Column:
+    """The calendar date on which a UTC instant falls in `timezone` (see `local_epoch_day`)."""
+    return F.date_from_unix_date(local_epoch_day(ts, timezone))
 
 
 def month_index(day: Column | str) -> Column:

@@ -43,10 +43,11 @@ from revseg.metrics import (
     days_before,
     deduplicate,
     month_aggregates,
-    period_end,
+    period_end_day,
     roll_up,
     to_money,
     transaction_facts,
+    with_customer_first,
 )
 from revseg.periods import Grain, Month, PeriodPlan, local_date, make_grains, plan_periods
 from revseg.quality import (
@@ -72,6 +73,7 @@ def cuts_schema(groups: tuple[str, ...]) -> StructType:
             *[StructField(group, StringType(), False) for group in groups],
             StructField("period_grain", StringType(), False),
             StructField("period", StringType(), False),
+            StructField("period_end_day", IntegerType(), False),
             StructField("cut_points", ArrayType(LongType()), True),
         ]
     )
@@ -89,6 +91,7 @@ def labelled_cuts(
             *[row[group] for group in groups],
             grains[row["grain_idx"]].name,
             grains[row["grain_idx"]].label(row["period_key"]),
+            period_end_day(grains[row["grain_idx"]], row["period_key"]),
             row["cut_points"],
         )
         for row in rows
@@ -162,19 +165,16 @@ def run_segmentation(
     tier_keys = ("grain_idx", "period_key", *groups)
     labels = contract.PERIOD_KEYS
     levels = config.tiers.levels
-    cached = transactions.persist(StorageLevel.MEMORY_AND_DISK)
-    lifetime = F.col("grain_idx") == F.lit(len(grains))
-    customer_periods = cached.where(~lifetime)
-    first_purchases = cached.where(lifetime).select(
-        "customer_id", F.col("first_transaction_ts").alias("customer_first_ts")
-    )
+    customer_periods = transactions.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with timer("aggregate and cut points"):
             cut_rows = cut_points(
                 customer_periods, levels, config.tiers.accuracy, tier_keys
             ).collect()
         cuts = spark.createDataFrame(labelled_cuts(cut_rows, grains, groups), cuts_schema(groups))
-        segmented = assign_segments(customer_periods, cuts, levels, tier_keys, labels)
+        segmented = assign_segments(
+            customer_periods, cuts, levels, tier_keys, (*labels, "period_end_day")
+        )
 
         with timer("tier boundaries"):
             boundary_rows = [
@@ -194,15 +194,10 @@ def run_segmentation(
         _reconcile(counts, boundary_rows, periods, grains)
 
         with timer("write"):
-            segments = _segments_output(
-                segmented.join(first_purchases.hint("shuffle_hash"), "customer_id"),
-                groups,
-                grains,
-                config.periods.timezone,
-            )
+            segments = _segments_output(segmented, groups, config.periods.timezone)
             versions = _write_tables(spark, config, segments, boundary_rows, periods, run_id)
     finally:
-        cached.unpersist()
+        customer_periods.unpersist()
 
     result = RunResult(
         run_id=run_id,
@@ -231,7 +226,6 @@ def _prepare(
 ) -> tuple[DataFrame, dict[str, Observation]]:
     """The lazy plan from the source to customer x period rows, with its observations."""
     source = read_source(spark, config.source)
-    columns = resolve_columns(source.columns, config.source.columns, config.source.path)
     if plan is not None:
         # One day either side: the lake is partitioned by date in its own time zone,
         # periods are cut in periods.timezone; rows outside the months are dropped below.
@@ -241,6 +235,19 @@ def _prepare(
             plan.read_from.first_day() - timedelta(days=1),
             plan.read_to.last_day() + timedelta(days=1),
         )
+    return customer_period_rows(spark, source, config, grains, plan)
+
+
+def customer_period_rows(
+    spark: SparkSession,
+    source: DataFrame,
+    config: Config,
+    grains: tuple[Grain, ...],
+    plan: PeriodPlan | None = None,
+) -> tuple[DataFrame, dict[str, Observation]]:
+    """Transactions as read -> customer x period rows keyed by (grain_idx, period_key); lazy,
+    with its observations."""
+    columns = resolve_columns(source.columns, config.source.columns, config.source.path)
     revenue = config.revenue
     needs = {"quantity": "quantity", "margin": "cost"}
     measures = tuple(m for m in config.metrics.include if needs[m] in columns)
@@ -284,7 +291,7 @@ def _prepare(
     )
     months = month_aggregates(unique, groups, measures)
     key_ranges = plan.key_ranges if plan is not None else None
-    customer_periods = roll_up(months, grains, key_ranges, groups, measures, lifetime=True)
+    customer_periods = roll_up(with_customer_first(months), grains, key_ranges, groups, measures)
     return customer_periods, {"input": input_obs, "unique": unique_obs}
 
 
@@ -403,12 +410,10 @@ def _reconcile(
             )
 
 
-def _segments_output(
-    segmented: DataFrame, groups: tuple[str, ...], grains: tuple[Grain, ...], timezone: str
-) -> DataFrame:
+def _segments_output(segmented: DataFrame, groups: tuple[str, ...], timezone: str) -> DataFrame:
     revenue = to_money("revenue_cents")
     refunds = to_money("refund_cents")
-    end = period_end(F.col("grain_idx"), F.col("period_key"), grains)
+    end = F.col("period_end_day")
     columns = set(segmented.columns)
     quantity = F.col("quantity") if "quantity" in columns else F.lit(None).cast("long")
     margin = (
