@@ -22,6 +22,7 @@ from revseg.periods import (
     month_index,
     period_keys,
     period_label,
+    week_key,
 )
 
 _ONE_CENT = Decimal("0.01")
@@ -128,7 +129,8 @@ def deduplicate(
         *[F.min_by(column, order).alias(column) for column in extras],
     )
     low = F.col("low")
-    day = local_date("transaction_ts", timezone)
+    epoch_day = local_epoch_day("transaction_ts", timezone)
+    day = F.date_from_unix_date(epoch_day)
     return kept.select(
         "customer_id",
         "transaction_id",
@@ -140,6 +142,7 @@ def deduplicate(
         "copies",
         month_index(day).alias("month_idx"),
         F.dayofmonth(day).alias("day"),
+        week_key(epoch_day).alias("week_key"),
     )
 
 
@@ -166,12 +169,20 @@ def measure_sums(measures: Sequence[str], facts_level: bool) -> list[Column]:
 
 
 def month_aggregates(
-    facts: DataFrame, groups: Sequence[str] = (), measures: Sequence[str] = ()
+    facts: DataFrame,
+    groups: Sequence[str] = (),
+    measures: Sequence[str] = (),
+    by_week: bool = False,
 ) -> DataFrame:
     """Customer (x group) x month: net revenue and refunds in cents (sales are their sum),
-    orders (sales), first/last timestamp, a bitmap of active days and the measures."""
+    orders (sales), first/last timestamp, a bitmap of active days and the measures.
+
+    `by_week` splits each month by ISO week (`week_key`), so that weeks, which cross month
+    ends, roll up from the same rows as every other grain.
+    """
     sale = ~F.col("is_refund")
-    return facts.groupBy("customer_id", *groups, "month_idx").agg(
+    keys = ["customer_id", *groups, "month_idx", *(["week_key"] if by_week else [])]
+    return facts.groupBy(*keys).agg(
         F.sum("amount_cents").alias("revenue_cents"),
         F.coalesce(-F.sum(F.when(~sale, F.col("amount_cents"))), F.lit(0)).alias("refund_cents"),
         F.count(F.when(sale, 1)).alias("orders"),
@@ -211,7 +222,7 @@ def roll_up(
         F.min("first_transaction_ts").alias("first_transaction_ts"),
         F.max("last_transaction_ts").alias("last_transaction_ts"),
         F.sum(F.bit_count("day_mask")).cast("int").alias("active_days"),
-        F.count(F.lit(1)).cast("int").alias("active_months"),
+        active_months(grains, "week_key" in months.columns),
         *measure_sums(measures, facts_level=False),
         *(
             [F.min("customer_first_ts").alias("customer_first_ts")]
@@ -235,6 +246,19 @@ def roll_up(
         *(["cost_missing"] if "margin" in measures else []),
         *(["customer_first_ts"] if "customer_first_ts" in months.columns else []),
     )
+
+
+def active_months(grains: Sequence[Grain], split_by_week: bool) -> Column:
+    """Months of the period with a transaction: one per month row, unless the rows are
+    split by week; then a bitmap of the months' offsets in the period."""
+    if not split_by_week:
+        return F.count(F.lit(1)).cast("int").alias("active_months")
+    first: Column = F.lit(None).cast("int")
+    key = F.col("period_key")
+    for i, grain in enumerate(grains):
+        first = F.when(F.col("grain_idx") == i, grain.first_month_col(key)).otherwise(first)
+    bit = F.call_function("shiftleft", F.lit(1).cast("long"), F.col("month_idx") - first)
+    return F.bit_count(F.bit_or(bit)).cast("int").alias("active_months")
 
 
 def with_customer_first(months: DataFrame) -> DataFrame:
@@ -261,7 +285,7 @@ def with_period_labels(frame: DataFrame, grains: Sequence[Grain]) -> DataFrame:
 def period_end_day(grain: Grain, key: int) -> int:
     """The period's last day as days since 1970-01-01: recency and tenure count to it,
     never to today, so a re-run gives the same numbers."""
-    return (grain.span(key)[1].last_day() - EPOCH).days
+    return (grain.last_day(key) - EPOCH).days
 
 
 def days_before(end_day: Column, ts: Column, timezone: str) -> Column:

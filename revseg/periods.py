@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -108,6 +108,12 @@ class CalendarGrain:
         """First and last month of the period."""
         return Month(key), Month(key + self.months - 1)
 
+    def last_day(self, key: int) -> date:
+        return self.span(key)[1].last_day()
+
+    def first_month_col(self, key: Column) -> Column:
+        return key
+
     def label(self, key: int) -> str:
         start = Month(key)
         if self.name == "month":
@@ -162,6 +168,12 @@ class RollingGrain:
     def span(self, key: int) -> tuple[Month, Month]:
         return Month(key - self.months + 1), Month(key)
 
+    def last_day(self, key: int) -> date:
+        return Month(key).last_day()
+
+    def first_month_col(self, key: Column) -> Column:
+        return key - (self.months - 1)
+
     def label(self, key: int) -> str:
         return f"L{self.months}M-{Month(key)}"
 
@@ -169,9 +181,68 @@ class RollingGrain:
         return F.format_string(f"L{self.months}M-%04d-%02d", _year_col(key), _month_col(key))
 
 
-Grain = CalendarGrain | RollingGrain
+@dataclass(frozen=True)
+class WeekGrain:
+    """ISO weeks, Monday to Sunday, keyed by the day number (days since 1970-01-01) of their
+    Monday and named by ISO year and week (`2024-W01`; 2024-12-30 is in 2025-W01).
+
+    Weeks do not tile months, so they roll up from month x week pieces of the month rows
+    (`week_key` on each row), never from whole months.
+    """
+
+    name: str = "week"
+
+    @property
+    def rolling(self) -> bool:
+        return False
+
+    def keys_of(self, month: Month) -> list[int]:
+        """The Mondays of every week that has a day in `month`."""
+        first = monday_of((month.first_day() - EPOCH).days)
+        last = (month.last_day() - EPOCH).days
+        return list(range(first, last + 1, 7))
+
+    def key_cols(self, month_index: Column) -> list[Column]:
+        return [F.col("week_key")]
+
+    def span(self, key: int) -> tuple[Month, Month]:
+        """The months of its Monday and of its Sunday."""
+        return Month.of_date(day_of(key)), Month.of_date(day_of(key + 6))
+
+    def last_day(self, key: int) -> date:
+        return day_of(key + 6)
+
+    def first_month_col(self, key: Column) -> Column:
+        return month_index(F.date_from_unix_date(key))
+
+    def label(self, key: int) -> str:
+        year, week, _ = day_of(key).isocalendar()
+        return f"{year:04d}-W{week:02d}"
+
+    def label_col(self, key: Column) -> Column:
+        monday = F.date_from_unix_date(key)
+        thursday = F.date_add(monday, 3)  # its year is the ISO year
+        return F.format_string("%04d-W%02d", F.year(thursday), F.weekofyear(monday))
+
+
+def day_of(day_number: int) -> date:
+    return EPOCH + timedelta(days=day_number)
+
+
+def monday_of(day_number: int) -> int:
+    """The day number of the Monday of that day's ISO week (1970-01-01 was a Thursday)."""
+    return day_number - (day_number + 3) % 7
+
+
+def week_key(epoch_day: Column) -> Column:
+    """`monday_of` in Spark."""
+    return epoch_day - F.pmod(epoch_day + 3, F.lit(7))
+
+
+Grain = CalendarGrain | RollingGrain | WeekGrain
 
 SUPPORTED_GRAINS: tuple[str, ...] = (
+    "week",
     "month",
     "quarter",
     "year",
@@ -186,6 +257,7 @@ def make_grain(name: str, fiscal_year_start_month: int = 1) -> Grain:
     """The grain called `name`; fiscal grains start their year in the given month."""
     fiscal_offset = fiscal_year_start_month - 1
     grains: dict[str, Grain] = {
+        "week": WeekGrain(),
         "month": CalendarGrain("month", 1),
         "quarter": CalendarGrain("quarter", 3),
         "year": CalendarGrain("year", 12),
@@ -244,7 +316,7 @@ def plan_periods(grains: Sequence[Grain], first: Month, last: Month) -> PeriodPl
         if grain.rolling:
             low, high = first.index, last.index
         else:
-            low, high = grain.keys_of(first)[0], grain.keys_of(last)[0]
+            low, high = min(grain.keys_of(first)), max(grain.keys_of(last))
         keys = sorted({k for m in months_between(first, last) for k in grain.keys_of(m)})
         periods[grain.name] = tuple(grain.label(k) for k in keys if low <= k <= high)
         key_ranges[grain.name] = (low, high)

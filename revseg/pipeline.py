@@ -49,7 +49,15 @@ from revseg.metrics import (
     transaction_facts,
     with_customer_first,
 )
-from revseg.periods import Grain, Month, PeriodPlan, local_date, make_grains, plan_periods
+from revseg.periods import (
+    Grain,
+    Month,
+    PeriodPlan,
+    RollingGrain,
+    local_date,
+    make_grains,
+    plan_periods,
+)
 from revseg.quality import (
     MISSING_FX_RATE,
     STALE_FX_RATE,
@@ -289,7 +297,8 @@ def customer_period_rows(
         F.max("month_idx").alias("last_month_idx"),
         *_revenue_by_grain(grains, plan),
     )
-    months = month_aggregates(unique, groups, measures)
+    by_week = any(grain.name == "week" for grain in grains)
+    months = month_aggregates(unique, groups, measures, by_week)
     key_ranges = plan.key_ranges if plan is not None else None
     customer_periods = roll_up(with_customer_first(months), grains, key_ranges, groups, measures)
     return customer_periods, {"input": input_obs, "unique": unique_obs}
@@ -335,7 +344,10 @@ def _revenue_by_grain(grains: tuple[Grain, ...], plan: PeriodPlan | None) -> lis
         if grain.rolling:
             continue
         cents = F.col("amount_cents")
-        if plan is not None:
+        if plan is not None and grain.name == "week":
+            low, high = plan.key_ranges[grain.name]
+            cents = F.when(F.col("week_key").between(low, high), cents)
+        elif plan is not None:
             first, last = plan.months_of(grain)
             cents = F.when(F.col("month_idx").between(first.index, last.index), cents)
         sums.append(F.coalesce(F.sum(cents), F.lit(0)).alias(f"revenue_cents_{grain.name}"))
@@ -349,7 +361,7 @@ def incomplete_windows(grains: tuple[Grain, ...], first_month: int, last_month: 
     """
     skipped: set[str] = set()
     for grain in grains:
-        if not grain.rolling:
+        if not isinstance(grain, RollingGrain):
             continue
         for key in range(first_month, last_month + grain.months):
             window_first, window_last = grain.span(key)

@@ -132,7 +132,9 @@ def _wait_for_workers(ui_port: int, count: int, timeout: float) -> None:
 def test_spark_submit_on_standalone_cluster(
     cluster: str, spark: SparkSession, tmp_path: Path
 ) -> None:
-    spec = SampleSpec(rows=3000, customers=200, start=date(2024, 1, 1), end=date(2024, 3, 31))
+    spec = SampleSpec(
+        rows=3000, customers=200, start=date(2024, 1, 1), end=date(2024, 3, 31), plain=True
+    )
     lake = write_lake(sample_transactions(spark, spec), tmp_path / "lake")
     out = tmp_path / "out"
     subprocess.run(

@@ -14,11 +14,14 @@ from revseg.periods import (
     GRAINS,
     SUPPORTED_GRAINS,
     Month,
+    day_of,
     local_date,
     make_grains,
+    monday_of,
     month_index,
     period_keys,
     plan_periods,
+    week_key,
 )
 from revseg.pipeline import incomplete_windows
 
@@ -52,9 +55,12 @@ def test_range_across_years() -> None:
     assert (str(plan.read_from), str(plan.read_to)) == ("2023-10", "2024-03")
 
 
+MONTH_GRAINS = tuple(g for g in SUPPORTED_GRAINS if g != "week")  # keyed by month index
+
+
 @pytest.mark.parametrize("fiscal_start", [1, 4, 10])
 def test_spark_labels_match_driver_labels(spark: SparkSession, fiscal_start: int) -> None:
-    grains = make_grains(SUPPORTED_GRAINS, fiscal_start)
+    grains = make_grains(MONTH_GRAINS, fiscal_start)
     keys = range(Month.parse("1999-01").index, Month.parse("2031-12").index)
     frame = spark.createDataFrame([(k,) for k in keys], "k int")
     labels = frame.select("k", *[g.label_col(F.col("k")).alias(g.name) for g in grains]).collect()
@@ -64,7 +70,7 @@ def test_spark_labels_match_driver_labels(spark: SparkSession, fiscal_start: int
 
 
 def test_spark_period_keys_match_driver_keys(spark: SparkSession) -> None:
-    grains = make_grains(SUPPORTED_GRAINS, 7)
+    grains = make_grains(MONTH_GRAINS, 7)
     months = range(Month.parse("2023-01").index, Month.parse("2025-12").index)
     frame = spark.createDataFrame([(m,) for m in months], "m int")
     rows = frame.select("m", F.inline(period_keys("m", grains))).collect()
@@ -194,3 +200,33 @@ def test_plan_covers_exactly_the_periods_of_the_range(
         low, high = plan.key_ranges[grain.name]
         assert plan.read_from <= grain.span(low)[0] and grain.span(high)[1] <= plan.read_to
     assert plan.read_from <= start and end <= plan.read_to
+
+
+def test_iso_weeks_keys_labels_and_spans(spark: SparkSession) -> None:
+    (week,) = make_grains(("week",))
+    cases = {
+        date(2024, 12, 30): "2025-W01",  # Monday of ISO week 1 of 2025
+        date(2021, 1, 3): "2020-W53",  # a Sunday in the 53rd week of 2020
+        date(2021, 1, 4): "2021-W01",
+        date(2024, 2, 4): "2024-W05",
+    }
+    for day, label in cases.items():
+        key = monday_of((day - date(1970, 1, 1)).days)
+        assert week.label(key) == label and day_of(key).weekday() == 0
+        assert day_of(key) <= day <= week.last_day(key)
+    # Spark names every Monday from 1999 to 2031 as the driver does, and finds its Monday.
+    mondays = range(monday_of(10_592), 22_280, 7)
+    frame = spark.createDataFrame([(k,) for k in mondays], "k int")
+    rows = frame.select("k", week.label_col(F.col("k")).alias("label")).collect()
+    assert all(row["label"] == week.label(row["k"]) for row in rows)
+    days = spark.range(10_590, 10_700).select(
+        F.col("id").cast("int").alias("d"), week_key(F.col("id").cast("int")).alias("w")
+    )
+    assert all(row["w"] == monday_of(row["d"]) for row in days.collect())
+    # A month's weeks: every week with a day in it; the plan reads whole weeks.
+    february = Month.parse("2024-02")
+    assert [week.label(k) for k in week.keys_of(february)] == [
+        f"2024-W{n:02d}" for n in range(5, 10)
+    ]
+    plan = plan_periods((week,), february, february)
+    assert (str(plan.read_from), str(plan.read_to)) == ("2024-01", "2024-03")

@@ -494,3 +494,45 @@ def test_recency_tenure_active_months_quantity_and_margin(
     lean_rows = read_delta(run_segmentation(spark, lean).table_path(contract.CUSTOMER_SEGMENTS))
     assert {(r["quantity"], r["margin"]) for r in lean_rows} == {(None, None)}
     assert {r["tenure_days"] for r in lean_rows if r["customer_id"] == "a"} == {26, 86}
+
+
+def test_iso_weeks_cross_month_ends(spark: SparkSession, tmp_path: Path) -> None:
+    rows = [  # 2024-W05 runs from Monday 29 January to Sunday 4 February
+        ("t1", "a", datetime(2024, 1, 30, 12), Decimal("10.00")),
+        ("t2", "a", datetime(2024, 2, 2, 12), Decimal("5.00")),
+        ("t3", "a", datetime(2024, 2, 6, 12), Decimal("1.00")),  # 2024-W06
+        ("t4", "b", datetime(2024, 2, 29, 12), Decimal("7.00")),  # 2024-W09 ends 3 March
+        ("t5", "c", datetime(2024, 2, 13, 12), Decimal("2.00")),  # 2024-W07
+        ("t6", "c", datetime(2024, 2, 20, 12), Decimal("2.00")),  # 2024-W08
+    ]
+    frame = spark.createDataFrame(
+        rows,
+        "transaction_id string, customer_id string, transaction_ts timestamp, amount decimal(18,2)",
+    ).withColumn("currency", F.lit("USD"))
+    lake = write_lake(frame, tmp_path / "lake")
+    config = config_for(lake, tmp_path / "out", "periods.grains=[week, month]")
+    result = run_segmentation(spark, config)
+
+    def table() -> dict[tuple[str, str], tuple[Any, ...]]:
+        return {
+            (r["customer_id"], r["period"]): (
+                r["revenue"],
+                r["active_days"],
+                r["active_months"],
+                r["recency_days"],
+            )
+            for r in read_delta(result.table_path(contract.CUSTOMER_SEGMENTS))
+        }
+
+    full = table()
+    assert full[("a", "2024-W05")] == (Decimal("15.00"), 2, 2, 2)
+    assert full[("a", "2024-W06")] == (Decimal("1.00"), 1, 1, 5)
+    assert full[("a", "2024-01")] == (Decimal("10.00"), 1, 1, 1)
+    assert full[("a", "2024-02")] == (Decimal("6.00"), 2, 1, 23)
+    assert full[("b", "2024-W09")] == (Decimal("7.00"), 1, 1, 3)
+    weeks = tuple(f"2024-W{n:02d}" for n in range(5, 10))
+    assert result.periods["week"] == weeks
+    # A run of February rewrites its weeks whole, reading the January days of W05.
+    february = run_segmentation(spark, config, Month.parse("2024-02"), Month.parse("2024-02"))
+    assert february.periods["week"] == weeks
+    assert table() == full

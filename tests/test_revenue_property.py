@@ -22,7 +22,7 @@ from revseg.metrics import with_period_labels
 from revseg.periods import Month, make_grains
 from revseg.pipeline import customer_period_rows
 
-GRAINS = ("month", "quarter", "year", "fiscal_year", "fiscal_quarter", "rolling_3m")
+GRAINS = ("week", "month", "quarter", "year", "fiscal_year", "fiscal_quarter", "rolling_3m")
 STALENESS = 3
 RATES = {  # currency -> {date: rate to USD}; EUR on Mondays and Thursdays, JPY weekly
     "EUR": {
@@ -75,6 +75,8 @@ def periods_of(day: date) -> list[tuple[str, str]]:
         ("fiscal_quarter", f"FY{fiscal_year}-Q{(month.index - fiscal_start) // 3 + 1}"),
     ]
     found += [("rolling_3m", f"L3M-{month + i}") for i in range(3)]
+    iso_year, iso_week, _ = day.isocalendar()
+    found.append(("week", f"{iso_year}-W{iso_week:02d}"))
     return found
 
 
