@@ -394,27 +394,8 @@ def _validate_fx(revenue: RevenueConfig) -> None:
             "config key 'revenue.fx_max_staleness_days': expected 0 to 366 days, got "
             f"{revenue.fx_max_staleness_days}"
         )
-    fx = revenue.fx_rates
-    if fx is None:
-        return
-    if not fx.path.strip():
-        raise ConfigError("config key 'revenue.fx_rates.path': must not be empty")
-    if fx.format not in SOURCE_FORMATS:
-        raise ConfigError(
-            f"config key 'revenue.fx_rates.format': expected one of {', '.join(SOURCE_FORMATS)}"
-            f", got {fx.format!r}"
-        )
-    for name, column in fx.columns.items():
-        if name not in FX_COLUMNS:
-            raise ConfigError(
-                f"config key 'revenue.fx_rates.columns.{name}': expected one of "
-                f"{', '.join(FX_COLUMNS)}"
-            )
-        if not _IDENTIFIER.match(column):
-            raise ConfigError(
-                f"config key 'revenue.fx_rates.columns.{name}': {column!r} is not a plain "
-                "column name"
-            )
+    if revenue.fx_rates is not None:
+        _validate_table("revenue.fx_rates", revenue.fx_rates, FX_COLUMNS)
 
 
 def _validate_types(types: TransactionTypes) -> None:
@@ -431,25 +412,41 @@ def _validate_types(types: TransactionTypes) -> None:
             seen[value] = kind
 
 
-def _validate_source(source: SourceConfig) -> None:
-    if not source.path.strip():
-        raise ConfigError("config key 'source.path': must not be empty")
-    if source.format not in SOURCE_FORMATS:
+class _Table(typing.Protocol):
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def format(self) -> str: ...
+
+    @property
+    def columns(self) -> Mapping[str, str]: ...
+
+
+def _validate_table(key: str, table: _Table, known_columns: tuple[str, ...]) -> None:
+    """An input table's path, format and column mapping (the source, the FX rates)."""
+    if not table.path.strip():
+        raise ConfigError(f"config key '{key}.path': must not be empty")
+    if table.format not in SOURCE_FORMATS:
         raise ConfigError(
-            f"config key 'source.format': expected one of {', '.join(SOURCE_FORMATS)}, "
-            f"got {source.format!r}"
+            f"config key '{key}.format': expected one of {', '.join(SOURCE_FORMATS)}, "
+            f"got {table.format!r}"
         )
-    for canonical, column in source.columns.items():
-        if canonical not in CANONICAL_COLUMNS:
+    for name, column in table.columns.items():
+        if name not in known_columns:
             raise ConfigError(
-                f"config key 'source.columns.{canonical}': not a canonical column; "
-                f"expected one of {', '.join(CANONICAL_COLUMNS)}"
+                f"config key '{key}.columns.{name}': not a canonical column; "
+                f"expected one of {', '.join(known_columns)}"
             )
         if not _IDENTIFIER.match(column):
             raise ConfigError(
-                f"config key 'source.columns.{canonical}': {column!r} is not a plain column "
+                f"config key '{key}.columns.{name}': {column!r} is not a plain column "
                 "name (letters, digits and underscores, not starting with a digit)"
             )
+
+
+def _validate_source(source: SourceConfig) -> None:
+    _validate_table("source", source, CANONICAL_COLUMNS)
     if source.date_partition is not None and not _IDENTIFIER.match(source.date_partition):
         raise ConfigError(
             f"config key 'source.date_partition': {source.date_partition!r} is not a plain "

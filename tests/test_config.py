@@ -79,6 +79,15 @@ def test_levels_from_yaml(tmp_path: Path) -> None:
         ("tiers: {accuracy: lots}", "config key 'tiers.accuracy': expected a whole number"),
         ("periods: {grains: [month, decade]}", "config key 'periods.grains[1]': unknown grain"),
         ("periods: {timezone: Mars/Olympus}", "config key 'periods.timezone'"),
+        ("revenue: {fx_rates: {format: delta}}", "config key 'revenue.fx_rates.path': is required"),
+        (
+            "revenue: {fx_rates: {path: r, columns: {ccy: c}}}",
+            "config key 'revenue.fx_rates.columns.ccy': not a canonical column; expected one of "
+            "currency, rate_date, rate",
+        ),
+        ("revenue: {reporting_currency: KWD}", "KWD has 3 decimal places"),
+        ("revenue: {fx_max_staleness_days: -1}", "'revenue.fx_max_staleness_days': expected 0"),
+        ("metrics: {include: [ltv]}", "'metrics.include[0]': 'ltv' is not an optional metric"),
         (
             "tiers: {levels: [{name: a, fraction: 0.5}, {name: b, fraction: 0.2}, "
             "{name: c, fraction: 1.0}]}",
