@@ -262,13 +262,14 @@ def customer_period_rows(
     conformed = _with_reporting_amounts(spark, config, conform_transactions(source, columns))
     checked = with_rejection_reason(conformed, revenue.reporting_currency, revenue.types)
     groups = config.tiers.by
-    checked = checked.withColumns(
+    foreign = F.upper(F.trim(F.col("currency"))) != F.lit(revenue.reporting_currency)
+    checked = checked.withColumn("foreign", foreign).withColumns(
         {g: F.when(is_blank(g), F.lit(contract.UNKNOWN_GROUP)).otherwise(F.trim(g)) for g in groups}
     )
     facts = transaction_facts(
         checked,
         config.periods.timezone,
-        keep=("reason", *groups),
+        keep=("reason", "foreign", *groups),
         refund=is_refund(),
         amount="reporting_amount",
         measures=measures,
@@ -283,6 +284,7 @@ def customer_period_rows(
         input_obs,
         *reason_counts(),
         F.count(F.when(valid & ~in_range, 1)).alias("outside_range"),
+        F.count(F.when(valid & in_range & F.col("foreign"), 1)).alias("converted_rows"),
     ).where(valid & in_range)
 
     unique = deduplicate(
@@ -293,6 +295,10 @@ def customer_period_rows(
         unique_obs,
         F.count(F.lit(1)).alias("valid_rows"),
         F.sum(F.col("copies") - 1).alias("duplicate"),
+        F.count(F.when(F.col("is_refund"), 1)).alias("refund_rows"),
+        F.coalesce(-F.sum(F.when(F.col("is_refund"), F.col("amount_cents"))), F.lit(0)).alias(
+            "refund_cents"
+        ),
         F.min("month_idx").alias("first_month_idx"),
         F.max("month_idx").alias("last_month_idx"),
         *_revenue_by_grain(grains, plan),

@@ -54,6 +54,9 @@ def format_summary(result: RunResult, config: Config, periods_shown: int = PERIO
             + ", ".join(result.skipped_windows)
         )
     lines.append(_counts_line(result.counts))
+    money = _money_line(result.counts, config.revenue.reporting_currency)
+    if money:
+        lines.append(money)
     lines.append("tables:")
     for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES):
         version = result.table_versions.get(name)
@@ -81,3 +84,14 @@ def _counts_line(counts: dict[str, int]) -> str:
     if rejected:
         parts.append("not counted: " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()))
     return "; ".join(parts)
+
+
+def _money_line(counts: dict[str, int], reporting_currency: str) -> str | None:
+    """Refunds netted and rows converted, when there were any."""
+    parts = []
+    if counts.get("refund_rows"):
+        refunds = Decimal(counts.get("refund_cents", 0)) / 100
+        parts.append(f"refunds netted {counts['refund_rows']:,} ({refunds:,.2f})")
+    if counts.get("converted_rows"):
+        parts.append(f"rows converted to {reporting_currency} {counts['converted_rows']:,}")
+    return "; ".join(parts) or None

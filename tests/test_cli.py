@@ -80,6 +80,8 @@ def test_run_prints_summary_and_writes_tables(
     assert "month: 2 period(s) written (2024-02 .. 2024-03)" in captured.out
     assert "quarter: 1 period(s) written (2024-Q1)" in captured.out
     assert str(out / "customer_segments") in captured.out
+    assert "refunds netted " in captured.out and "rows converted to USD " in captured.out
+    assert "not counted: excluded_type " in captured.out  # the sample's test orders
     assert "stage aggregate and cut points done in" in caplog.text
     periods = {
         r["period"]

@@ -181,6 +181,10 @@ def test_revenue_per_period_reconciles_to_the_cent(full_run: Any, lake: str) -> 
     rejected = sum(result.counts[code] for code in ROW_REASONS)
     assert result.counts["valid_rows"] + result.counts["duplicate"] + rejected == sum(rows.values())
     assert rows["refund"] + rows["chargeback"] > 0 and rows["sale"] > SPEC.rows * 0.99
+    assert result.counts["refund_rows"] == rows["refund"] + rows["chargeback"]
+    written = read_delta(result.table_path(contract.CUSTOMER_SEGMENTS))
+    refunds = sum(r["refunds"] for r in written if r["period_grain"] == "month")
+    assert Decimal(result.counts["refund_cents"]) / 100 == refunds
 
 
 def test_segments_follow_cut_points(full_run: Any) -> None:
