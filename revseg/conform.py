@@ -37,15 +37,21 @@ def quoted(name: str) -> Column:
     return F.col(f"`{name}`")
 
 
+def find_column(available: list[str], wanted: str) -> str | None:
+    """The column called `wanted`: an exact match first, then one in any case."""
+    if wanted in available:
+        return wanted
+    return {c.lower(): c for c in available}.get(wanted.lower())
+
+
 def resolve_columns(
     available: list[str], mapping: Mapping[str, str], source_path: str
 ) -> dict[str, str]:
     """The source column for each canonical column present; fails on a missing required one."""
     resolved: dict[str, str] = {}
-    lower = {c.lower(): c for c in available}
     for canonical in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
         wanted = mapping.get(canonical, canonical)
-        column = wanted if wanted in available else lower.get(wanted.lower())
+        column = find_column(available, wanted)
         if column is not None:
             resolved[canonical] = column
         elif canonical in REQUIRED_COLUMNS:

@@ -21,33 +21,29 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DecimalType, StringType
 
 from revseg.config import FX_COLUMNS
+from revseg.conform import find_column, quoted
 from revseg.contract import MONEY
 from revseg.errors import SourceError
 from revseg.money import minor_unit
-from revseg.quality import MISSING_FX_RATE, STALE_FX_RATE, domestic_only
+from revseg.quality import MISSING_FX_RATE, STALE_FX_RATE, domestic_only, normalised_currency
 
 RATE = DecimalType(19, 12)  # 7 integer digits, 12 decimals: amount x rate stays exact
 FX_TYPES = {"currency": StringType(), "rate_date": DateType(), "rate": RATE}
 
 
-def normalised_currency(column: str = "currency") -> Column:
-    return F.upper(F.trim(F.col(column)))
-
-
 def conform_rates(rates: DataFrame, columns: Mapping[str, str], path: str) -> DataFrame:
     """currency, rate_date, rate from the FX table, typed; fails naming a missing column."""
-    available = {c.lower(): c for c in rates.columns}
     selected = []
     for canonical in FX_COLUMNS:
         wanted = columns.get(canonical, canonical)
-        column = wanted if wanted in rates.columns else available.get(wanted.lower())
+        column = find_column(rates.columns, wanted)
         if column is None:
             raise SourceError(
                 f"revenue.fx_rates: the table {path} has no column {wanted!r} for the "
                 f"{canonical} (set revenue.fx_rates.columns.{canonical}); its columns are: "
                 f"{', '.join(sorted(rates.columns))}"
             )
-        selected.append(F.col(f"`{column}`").try_cast(FX_TYPES[canonical]).alias(canonical))
+        selected.append(quoted(column).try_cast(FX_TYPES[canonical]).alias(canonical))
     typed = rates.select(*selected)
     return typed.select(normalised_currency().alias("currency"), "rate_date", "rate")
 

@@ -64,6 +64,7 @@ from revseg.quality import (
     domestic_only,
     is_blank,
     is_refund,
+    normalised_currency,
     reason_counts,
     with_rejection_reason,
 )
@@ -262,7 +263,7 @@ def customer_period_rows(
     conformed = _with_reporting_amounts(spark, config, conform_transactions(source, columns))
     checked = with_rejection_reason(conformed, revenue.reporting_currency, revenue.types)
     groups = config.tiers.by
-    foreign = F.upper(F.trim(F.col("currency"))) != F.lit(revenue.reporting_currency)
+    foreign = normalised_currency() != F.lit(revenue.reporting_currency)
     checked = checked.withColumn("foreign", foreign).withColumns(
         {g: F.when(is_blank(g), F.lit(contract.UNKNOWN_GROUP)).otherwise(F.trim(g)) for g in groups}
     )

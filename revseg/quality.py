@@ -85,16 +85,21 @@ def is_refund() -> Column:
     return F.col("kind") == F.lit("refund")
 
 
+def normalised_currency(column: str = "currency") -> Column:
+    """An ISO code as written, trimmed and in upper case: currencies match in any case."""
+    return F.upper(F.trim(F.col(column)))
+
+
 def fractional_minor_unit() -> Column:
     """An amount with a fraction in a currency without one (JPY 100.50)."""
-    currency = F.upper(F.trim(F.col("currency")))
+    currency = normalised_currency()
     return currency.isin(zero_decimal_currencies()) & (F.col("amount") != F.floor(F.col("amount")))
 
 
 def domestic_only(reporting_currency: str) -> dict[str, Column]:
     """`reporting_amount` and `fx_problem` when there is no rates table: only rows in the
     reporting currency count; every other currency lacks a rate (never a silent 1)."""
-    domestic = F.upper(F.trim(F.col("currency"))) == F.lit(reporting_currency)
+    domestic = normalised_currency() == F.lit(reporting_currency)
     return {
         "reporting_amount": F.when(domestic, F.col("amount")),
         "reporting_cost": F.when(domestic, F.col("cost")),
