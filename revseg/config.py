@@ -54,6 +54,22 @@ DEFAULT_LEVELS = (
 )
 
 
+class InputTable(typing.Protocol):
+    """A table revseg reads: the transaction source or the FX rates."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def format(self) -> str: ...
+
+    @property
+    def columns(self) -> Mapping[str, str]: ...
+
+    @property
+    def options(self) -> Mapping[str, str]: ...
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """Where the transactions are and how their columns map to the canonical contract."""
@@ -131,7 +147,9 @@ class RevenueConfig:
     fail_on_missing_fx: bool = False
 
 
-OPTIONAL_METRICS = ("quantity", "margin")
+# Optional metrics and the source column each one needs.
+METRIC_SOURCE_COLUMNS = {"quantity": "quantity", "margin": "cost"}
+OPTIONAL_METRICS = tuple(METRIC_SOURCE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -412,18 +430,7 @@ def _validate_types(types: TransactionTypes) -> None:
             seen[value] = kind
 
 
-class _Table(typing.Protocol):
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def format(self) -> str: ...
-
-    @property
-    def columns(self) -> Mapping[str, str]: ...
-
-
-def _validate_table(key: str, table: _Table, known_columns: tuple[str, ...]) -> None:
+def _validate_table(key: str, table: InputTable, known_columns: tuple[str, ...]) -> None:
     """An input table's path, format and column mapping (the source, the FX rates)."""
     if not table.path.strip():
         raise ConfigError(f"config key '{key}.path': must not be empty")

@@ -31,7 +31,7 @@ from pyspark.sql.types import (
 )
 
 from revseg import contract
-from revseg.config import Config
+from revseg.config import METRIC_SOURCE_COLUMNS, Config
 from revseg.conform import conform_transactions, resolve_columns
 from revseg.errors import ConcurrentWriteError, RunError
 from revseg.fx import check_rates, conform_rates, convert, effective_rates, first_rate_dates
@@ -258,8 +258,7 @@ def customer_period_rows(
     with its observations."""
     columns = resolve_columns(source.columns, config.source.columns, config.source.path)
     revenue = config.revenue
-    needs = {"quantity": "quantity", "margin": "cost"}
-    measures = tuple(m for m in config.metrics.include if needs[m] in columns)
+    measures = tuple(m for m in config.metrics.include if METRIC_SOURCE_COLUMNS[m] in columns)
     conformed = _with_reporting_amounts(spark, config, conform_transactions(source, columns))
     checked = with_rejection_reason(conformed, revenue.reporting_currency, revenue.types)
     groups = config.tiers.by

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import date
-from typing import Protocol
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from revseg.config import SourceConfig
+from revseg.config import InputTable, SourceConfig
 from revseg.conform import quoted
 from revseg.errors import SourceError
 from revseg.io.paths import qualify
@@ -24,20 +22,7 @@ _DEFAULT_OPTIONS = {
 }
 
 
-class Readable(Protocol):
-    """A table to read: the source or the FX rates."""
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def format(self) -> str: ...
-
-    @property
-    def options(self) -> Mapping[str, str]: ...
-
-
-def read_source(spark: SparkSession, source: Readable, key: str = "source") -> DataFrame:
+def read_source(spark: SparkSession, source: InputTable, key: str = "source") -> DataFrame:
     """The source (or another input table, named by its config `key`) as Spark reads it,
     with a clear error when the path cannot be read."""
     options = {**_DEFAULT_OPTIONS.get(source.format, {}), **source.options}
@@ -74,7 +59,7 @@ def prune_to_days(frame: DataFrame, source: SourceConfig, first: date, last: dat
     return frame.where(quoted(column).cast("date").between(F.lit(first), F.lit(last)))
 
 
-def _explain_read_error(source: Readable, err: AnalysisException, key: str) -> str:
+def _explain_read_error(source: InputTable, err: AnalysisException, key: str) -> str:
     condition = err.getCondition() or ""
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else condition
     if condition == "PATH_NOT_FOUND":
