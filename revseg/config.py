@@ -121,7 +121,7 @@ class TransactionTypes:
         return tuple(value.strip().lower() for value in getattr(self, kind))
 
 
-REFUND_ATTRIBUTIONS = ("transaction",)
+REFUND_ATTRIBUTIONS = ("transaction", "original")
 FX_COLUMNS = ("currency", "rate_date", "rate")
 
 
@@ -142,20 +142,27 @@ class RevenueConfig:
     reporting_currency: str = "USD"
     types: TransactionTypes = field(default_factory=TransactionTypes)
     refund_attribution: str = "transaction"
+    max_refund_delay_days: int = 120
     fx_rates: FxRatesConfig | None = None
     fx_max_staleness_days: int = 3
     fail_on_missing_fx: bool = False
 
 
 # Optional metrics and the source column each one needs.
-METRIC_SOURCE_COLUMNS = {"quantity": "quantity", "margin": "cost"}
+METRIC_SOURCE_COLUMNS = {
+    "quantity": "quantity",
+    "margin": "cost",
+    "top_channel": "channel",
+    "top_category": "product_category",
+}
 OPTIONAL_METRICS = tuple(METRIC_SOURCE_COLUMNS)
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
     """Optional per-customer metrics: each costs work per transaction and needs its source
-    column (quantity: `quantity`; margin: `cost`)."""
+    column (quantity: `quantity`; margin: `cost`; top_channel: `channel`; top_category:
+    `product_category`)."""
 
     include: tuple[str, ...] = OPTIONAL_METRICS
 
@@ -389,11 +396,11 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             "config key 'revenue.refund_attribution': expected one of "
             f"{', '.join(REFUND_ATTRIBUTIONS)}, got {config.revenue.refund_attribution!r}"
-            + (
-                " (attribution to the original sale's period is not supported yet)"
-                if config.revenue.refund_attribution == "original"
-                else ""
-            )
+        )
+    if not 0 <= config.revenue.max_refund_delay_days <= 3660:
+        raise ConfigError(
+            "config key 'revenue.max_refund_delay_days': expected 0 to 3660 days, got "
+            f"{config.revenue.max_refund_delay_days}"
         )
     for key in config.spark:
         if not key.startswith("spark."):

@@ -57,6 +57,10 @@ CUSTOMER_SEGMENTS_SCHEMA = StructType(
         StructField("tenure_days", IntegerType(), False),
         StructField("quantity", LongType(), True),
         StructField("margin", MONEY, True),
+        StructField("top_channel", StringType(), True),
+        StructField("top_channel_share", DoubleType(), True),
+        StructField("top_category", StringType(), True),
+        StructField("top_category_share", DoubleType(), True),
     ]
 )
 CUSTOMER_SEGMENTS_PARTITIONS = ("segment", "period")

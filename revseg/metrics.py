@@ -107,6 +107,36 @@ def copy_order(ts: Column, cents: Column, refund: Column) -> Column:
     return (micros * F.lit(_LOW_SPAN) + low).cast("decimal(38,0)")
 
 
+def attribute_refunds(facts: DataFrame) -> DataFrame:
+    """Each refund moves to the moment of the sale it names (`refund_attribution: original`).
+
+    The sale is the same customer's non-refund row whose `transaction_id` is the refund's
+    `original_transaction_id`; the refund takes its timestamp (the earliest of its copies), so
+    it reduces that sale's day, week and month. A refund whose sale is not among the rows
+    read keeps its own moment and is flagged `unattributed`. A window by (customer, sale):
+    the rows are already partitioned by customer, so it sorts within partitions and shuffles
+    nothing.
+    """
+    refund = F.col("is_refund")
+    original = F.col("original_transaction_id")
+    named = refund & original.isNotNull() & (F.trim(original) != "")
+    anchored = facts.withColumn(
+        "_sale_id", F.when(named, original).otherwise(F.col("transaction_id"))
+    )
+    is_sale = ~refund & (F.col("transaction_id") == F.col("_sale_id"))
+    sale_ts = F.min(F.when(is_sale, F.col("transaction_ts"))).over(
+        Window.partitionBy("customer_id", "_sale_id")
+    )
+    attributed = anchored.withColumn("_sale_ts", sale_ts)
+    found = refund & F.col("_sale_ts").isNotNull()
+    return attributed.withColumns(
+        {
+            "transaction_ts": F.when(found, F.col("_sale_ts")).otherwise(F.col("transaction_ts")),
+            "unattributed": refund & ~found,
+        }
+    ).drop("_sale_id", "_sale_ts", "original_transaction_id")
+
+
 def deduplicate(
     facts: DataFrame, timezone: str, groups: Sequence[str] = (), measures: Sequence[str] = ()
 ) -> DataFrame:
@@ -115,18 +145,21 @@ def deduplicate(
     Of several copies the earliest is kept (by timestamp, then the smaller amount, then a sale
     before a refund), so the choice does not depend on file or task order. Month and day
     come from the kept copy; group columns (`tiers.by`) from the smallest value among them.
+    An `unattributed` flag (`attribute_refunds`) is kept when any copy has it.
     The kept timestamp is a plain `min`; the amount and flag come as one bigint through
     `min_by` over the packed order, so nothing has to be unpacked from the decimal.
     """
     ts, cents, refund = F.col("transaction_ts"), F.col("amount_cents"), F.col("is_refund")
     order = copy_order(ts, cents, refund)
     extras = [MEASURE_COLUMNS[m] for m in measures]
+    flags = ["unattributed"] if "unattributed" in facts.columns else []
     kept = facts.groupBy("customer_id", "transaction_id").agg(
         F.min(ts).alias("transaction_ts"),
         F.min_by(amount_and_flag(cents, refund), order).alias("low"),
         F.count(F.lit(1)).alias("copies"),
         *[F.min(group).alias(group) for group in groups],
         *[F.min_by(column, order).alias(column) for column in extras],
+        *[F.max(flag).alias(flag) for flag in flags],
     )
     low = F.col("low")
     epoch_day = local_epoch_day("transaction_ts", timezone)
@@ -139,6 +172,7 @@ def deduplicate(
         (F.call_function("div", low, F.lit(2)) - F.lit(_AMOUNT_OFFSET)).alias("amount_cents"),
         (F.pmod(low, F.lit(2)) == 1).alias("is_refund"),
         *extras,
+        *flags,
         "copies",
         month_index(day).alias("month_idx"),
         F.dayofmonth(day).alias("day"),
@@ -208,13 +242,7 @@ def roll_up(
     `period_key`); `with_period_labels` names them. With `customer_first_ts` on the month
     rows (`with_customer_first`), each period row keeps it, for tenure.
     """
-    exploded = months.select("*", F.inline(period_keys("month_idx", grains)))
-    if key_ranges is not None:
-        wanted = F.lit(False)
-        for i, grain in enumerate(grains):
-            low, high = key_ranges[grain.name]
-            wanted = wanted | ((F.col("grain_idx") == i) & F.col("period_key").between(low, high))
-        exploded = exploded.where(wanted)
+    exploded = _periods_of_months(months, grains, key_ranges)
     totals = exploded.groupBy("customer_id", *groups, "grain_idx", "period_key").agg(
         F.sum("revenue_cents").alias("revenue_cents"),
         F.sum("refund_cents").alias("refund_cents"),
@@ -246,6 +274,81 @@ def roll_up(
         *(["cost_missing"] if "margin" in measures else []),
         *(["customer_first_ts"] if "customer_first_ts" in months.columns else []),
     )
+
+
+def _periods_of_months(
+    months: DataFrame, grains: Sequence[Grain], key_ranges: Mapping[str, tuple[int, int]] | None
+) -> DataFrame:
+    """Each month row once per period it rolls up into (`grain_idx`, `period_key`), only
+    for the periods in `key_ranges` when given."""
+    exploded = months.select("*", F.inline(period_keys("month_idx", grains)))
+    if key_ranges is None:
+        return exploded
+    wanted = F.lit(False)
+    for i, grain in enumerate(grains):
+        low, high = key_ranges[grain.name]
+        wanted = wanted | ((F.col("grain_idx") == i) & F.col("period_key").between(low, high))
+    return exploded.where(wanted)
+
+
+# Optional metrics naming the dimension value that brought a customer the most revenue.
+TOP_DIMENSIONS = {"top_channel": "channel", "top_category": "product_category"}
+
+
+def top_values(
+    unique: DataFrame,
+    tops: Sequence[str],
+    grains: Sequence[Grain],
+    key_ranges: Mapping[str, tuple[int, int]] | None = None,
+    groups: Sequence[str] = (),
+) -> DataFrame:
+    """Per customer (x group) and period, for each of `tops` (`TOP_DIMENSIONS`): the value
+    with the most net revenue (ties: the first by name) and that revenue (`<top>_cents`).
+
+    Rows without a value count for none. Net revenue per value is summed per month, then
+    rolled up like every other metric; both dimensions go through one aggregation, stacked.
+    """
+    week = ["week_key"] if "week_key" in unique.columns and _has_week(grains) else []
+    stacked = F.array(
+        *[
+            F.struct(F.lit(top).alias("top"), F.col(TOP_DIMENSIONS[top]).alias("value"))
+            for top in tops
+        ]
+    )
+    keys = ["customer_id", *groups]
+    per_month = (
+        unique.select(*keys, "month_idx", *week, "amount_cents", F.inline(stacked))
+        .where(F.col("value").isNotNull())
+        .groupBy(*keys, "month_idx", *week, "top", "value")
+        .agg(F.sum("amount_cents").alias("cents"))
+    )
+    per_period = (
+        _periods_of_months(per_month, grains, key_ranges)
+        .groupBy(*keys, "grain_idx", "period_key", "top", "value")
+        .agg(F.sum("cents").alias("cents"))
+    )
+    # The smallest (-cents, value): most revenue, then the first name.
+    rank = F.struct(-F.col("cents"), F.col("value"))
+    picks = []
+    for top in tops:
+        mine = F.col("top") == F.lit(top)
+        picks.append(F.min_by(F.col("value"), F.when(mine, rank)).alias(top))
+        picks.append(F.max(F.when(mine, F.col("cents"))).alias(f"{top}_cents"))
+    return per_period.groupBy(*keys, "grain_idx", "period_key").agg(*picks)
+
+
+def _has_week(grains: Sequence[Grain]) -> bool:
+    return any(grain.name == "week" for grain in grains)
+
+
+def top_share(top: str) -> tuple[Column, Column]:
+    """The top value (none unless it brought revenue) and its share of the customer's net
+    revenue in the period (none unless that is positive)."""
+    cents = F.col(f"{top}_cents")
+    positive = (cents > 0) & (F.col("revenue_cents") > 0)
+    value = F.when(cents > 0, F.col(top))
+    share = F.when(positive, cents.cast("double") / F.col("revenue_cents").cast("double"))
+    return value, share
 
 
 def active_months(grains: Sequence[Grain], split_by_week: bool) -> Column:

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -39,6 +39,9 @@ from revseg.io import paths
 from revseg.io.delta_tables import PLAIN_ENCODING, ensure_table, replace_periods
 from revseg.io.source import prune_to_days, read_source
 from revseg.metrics import (
+    MEASURE_COLUMNS,
+    TOP_DIMENSIONS,
+    attribute_refunds,
     average_order_value,
     days_before,
     deduplicate,
@@ -46,6 +49,8 @@ from revseg.metrics import (
     period_end_day,
     roll_up,
     to_money,
+    top_share,
+    top_values,
     transaction_facts,
     with_customer_first,
 )
@@ -168,7 +173,7 @@ def run_segmentation(
     logger.info("run %s: %s", run_id, _describe_request(plan))
 
     with timer("read"):
-        transactions, observations = _prepare(spark, config, grains, plan)
+        transactions, observations, cached = _prepare(spark, config, grains, plan)
 
     groups = config.tiers.by
     tier_keys = ("grain_idx", "period_key", *groups)
@@ -180,6 +185,8 @@ def run_segmentation(
             cut_rows = cut_points(
                 customer_periods, levels, config.tiers.accuracy, tier_keys
             ).collect()
+        for frame in cached:  # customer_periods is cached now
+            frame.unpersist()
         cuts = spark.createDataFrame(labelled_cuts(cut_rows, grains, groups), cuts_schema(groups))
         segmented = assign_segments(
             customer_periods, cuts, levels, tier_keys, (*labels, "period_end_day")
@@ -207,6 +214,8 @@ def run_segmentation(
             versions = _write_tables(spark, config, segments, boundary_rows, periods, run_id)
     finally:
         customer_periods.unpersist()
+        for frame in cached:
+            frame.unpersist()
 
     result = RunResult(
         run_id=run_id,
@@ -232,19 +241,28 @@ def _describe_request(plan: PeriodPlan | None) -> str:
 
 def _prepare(
     spark: SparkSession, config: Config, grains: tuple[Grain, ...], plan: PeriodPlan | None
-) -> tuple[DataFrame, dict[str, Observation]]:
+) -> PeriodRows:
     """The lazy plan from the source to customer x period rows, with its observations."""
     source = read_source(spark, config.source)
     if plan is not None:
         # One day either side: the lake is partitioned by date in its own time zone,
         # periods are cut in periods.timezone; rows outside the months are dropped below.
+        # Refunds attributed to their sale also need the sales before the range and the
+        # refunds after it.
+        margin = timedelta(days=1 + refund_reach_days(config))
         source = prune_to_days(
             source,
             config.source,
-            plan.read_from.first_day() - timedelta(days=1),
-            plan.read_to.last_day() + timedelta(days=1),
+            plan.read_from.first_day() - margin,
+            plan.read_to.last_day() + margin,
         )
     return customer_period_rows(spark, source, config, grains, plan)
+
+
+def refund_reach_days(config: Config) -> int:
+    """Days read beyond a range to attribute refunds to their sale (0 by transaction)."""
+    revenue = config.revenue
+    return revenue.max_refund_delay_days if revenue.refund_attribution == "original" else 0
 
 
 def customer_period_rows(
@@ -253,61 +271,122 @@ def customer_period_rows(
     config: Config,
     grains: tuple[Grain, ...],
     plan: PeriodPlan | None = None,
-) -> tuple[DataFrame, dict[str, Observation]]:
+) -> PeriodRows:
     """Transactions as read -> customer x period rows keyed by (grain_idx, period_key); lazy,
     with its observations."""
     columns = resolve_columns(source.columns, config.source.columns, config.source.path)
     revenue = config.revenue
-    measures = tuple(m for m in config.metrics.include if METRIC_SOURCE_COLUMNS[m] in columns)
+    present = [m for m in config.metrics.include if METRIC_SOURCE_COLUMNS[m] in columns]
+    measures = tuple(m for m in present if m in MEASURE_COLUMNS)
+    tops = tuple(m for m in present if m in TOP_DIMENSIONS)
+    groups = config.tiers.by
+    # Dimension columns the top_* metrics need beyond the tiers.by groups (blank: none).
+    dimensions = tuple(
+        dict.fromkeys(TOP_DIMENSIONS[t] for t in tops if TOP_DIMENSIONS[t] not in groups)
+    )
     conformed = _with_reporting_amounts(spark, config, conform_transactions(source, columns))
     checked = with_rejection_reason(conformed, revenue.reporting_currency, revenue.types)
-    groups = config.tiers.by
+    by_original = revenue.refund_attribution == "original"
     foreign = normalised_currency() != F.lit(revenue.reporting_currency)
     checked = checked.withColumn("foreign", foreign).withColumns(
-        {g: F.when(is_blank(g), F.lit(contract.UNKNOWN_GROUP)).otherwise(F.trim(g)) for g in groups}
+        {
+            **{
+                g: F.when(is_blank(g), F.lit(contract.UNKNOWN_GROUP)).otherwise(F.trim(g))
+                for g in groups
+            },
+            **{d: F.when(~is_blank(d), F.trim(d)) for d in dimensions},
+        }
     )
+    original = ["original_transaction_id"] if by_original else []
     facts = transaction_facts(
         checked,
         config.periods.timezone,
-        keep=("reason", "foreign", *groups),
+        keep=("reason", "foreign", *groups, *dimensions, *original),
         refund=is_refund(),
         amount="reporting_amount",
         measures=measures,
         cost="reporting_cost",
     )
-    in_range = F.lit(True)
-    if plan is not None:
-        in_range = F.col("month_idx").between(plan.read_from.index, plan.read_to.index)
     valid = F.col("reason").isNull()
+    needed = _needed_rows(plan, by_original)
     input_obs = Observation("input")
     facts = facts.observe(
         input_obs,
         *reason_counts(),
-        F.count(F.when(valid & ~in_range, 1)).alias("outside_range"),
-        F.count(F.when(valid & in_range & F.col("foreign"), 1)).alias("converted_rows"),
-    ).where(valid & in_range)
+        F.count(F.when(valid & ~needed, 1)).alias("outside_read"),
+        F.count(F.when(valid & needed & F.col("foreign"), 1)).alias("converted_rows"),
+    ).where(valid & needed)
 
-    unique = deduplicate(
-        facts.repartition("customer_id"), config.periods.timezone, groups, measures
-    )
-    unique_obs = Observation("unique")
+    by_customer = facts.repartition("customer_id")
+    if by_original:
+        by_customer = attribute_refunds(by_customer)
+    unique = deduplicate(by_customer, config.periods.timezone, (*groups, *dimensions), measures)
+    observations = {"input": input_obs}
+    if plan is not None:
+        # Decided on the kept copy, after refunds moved to their sale: a refund read from
+        # after the range may belong to a sale inside it.
+        in_range = F.col("month_idx").between(plan.read_from.index, plan.read_to.index)
+        observations["range"] = Observation("range")
+        unique = unique.observe(
+            observations["range"],
+            F.coalesce(F.sum(F.when(~in_range, F.col("copies"))), F.lit(0)).alias("outside_kept"),
+        ).where(in_range)
+    refund = F.col("is_refund")
+    observations["unique"] = Observation("unique")
     unique = unique.observe(
-        unique_obs,
+        observations["unique"],
         F.count(F.lit(1)).alias("valid_rows"),
         F.sum(F.col("copies") - 1).alias("duplicate"),
-        F.count(F.when(F.col("is_refund"), 1)).alias("refund_rows"),
-        F.coalesce(-F.sum(F.when(F.col("is_refund"), F.col("amount_cents"))), F.lit(0)).alias(
-            "refund_cents"
+        F.count(F.when(refund, 1)).alias("refund_rows"),
+        F.coalesce(-F.sum(F.when(refund, F.col("amount_cents"))), F.lit(0)).alias("refund_cents"),
+        *(
+            [F.count(F.when(F.col("unattributed"), 1)).alias("unattributed_refunds")]
+            if by_original
+            else []
         ),
         F.min("month_idx").alias("first_month_idx"),
         F.max("month_idx").alias("last_month_idx"),
         *_revenue_by_grain(grains, plan),
     )
     by_week = any(grain.name == "week" for grain in grains)
+    cached = []
+    if tops:
+        # Read twice, by the month aggregates and by the top values: kept, not recomputed.
+        unique = unique.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(unique)
     months = month_aggregates(unique, groups, measures, by_week)
     key_ranges = plan.key_ranges if plan is not None else None
     customer_periods = roll_up(with_customer_first(months), grains, key_ranges, groups, measures)
-    return customer_periods, {"input": input_obs, "unique": unique_obs}
+    if tops:
+        keys = ["customer_id", *groups, "grain_idx", "period_key"]
+        customer_periods = customer_periods.join(
+            top_values(unique, tops, grains, key_ranges, groups), keys, "left"
+        )
+    return PeriodRows(customer_periods, observations, tuple(cached))
+
+
+class PeriodRows(NamedTuple):
+    """Customer x period rows (lazy), the observations counted while they are computed, and
+    frames persisted on the way, to unpersist once the rows are cached."""
+
+    rows: DataFrame
+    observations: dict[str, Observation]
+    cached: tuple[DataFrame, ...] = ()
+
+
+def _needed_rows(plan: PeriodPlan | None, by_original: bool) -> Column:
+    """Rows that can count in the months read: in them, or (refunds attributed to their
+    sale) a sale before them that an in-range refund may name, or a refund after them."""
+    if plan is None:
+        return F.lit(True)
+    month = F.col("month_idx")
+    needed = month.between(plan.read_from.index, plan.read_to.index)
+    if by_original:
+        refund = F.col("is_refund")
+        before = month < plan.read_from.index
+        after = month > plan.read_to.index
+        needed = needed | (before & ~refund) | (after & refund)
+    return needed
 
 
 def _with_reporting_amounts(spark: SparkSession, config: Config, frame: DataFrame) -> DataFrame:
@@ -380,6 +459,8 @@ def _collect_counts(observations: dict[str, Observation]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for observation in observations.values():
         counts.update({k: int(v or 0) for k, v in observation.get.items()})
+    # Valid rows not counted in the months read: left before de-duplication, or after it.
+    counts["outside_range"] = counts.pop("outside_read", 0) + counts.pop("outside_kept", 0)
     return counts
 
 
@@ -459,7 +540,20 @@ def _segments_output(segmented: DataFrame, groups: tuple[str, ...], timezone: st
         days_before(end, F.col("customer_first_ts"), timezone).alias("tenure_days"),
         quantity.alias("quantity"),
         margin.alias("margin"),
+        *_top_columns(columns),
     )
+
+
+def _top_columns(columns: set[str]) -> list[Column]:
+    """`top_channel`, `top_category` and their shares; nulls where not computed."""
+    out = []
+    for top in TOP_DIMENSIONS:
+        if top in columns:
+            value, share = top_share(top)
+        else:
+            value, share = F.lit(None).cast("string"), F.lit(None).cast("double")
+        out += [value.alias(top), share.alias(f"{top}_share")]
+    return out
 
 
 def _write_tables(

@@ -92,6 +92,12 @@ def _money_line(counts: dict[str, int], reporting_currency: str) -> str | None:
     if counts.get("refund_rows"):
         refunds = Decimal(counts.get("refund_cents", 0)) / 100
         parts.append(f"refunds netted {counts['refund_rows']:,} ({refunds:,.2f})")
+        if "unattributed_refunds" in counts:  # refund_attribution: original
+            own = counts["unattributed_refunds"]
+            parts.append(
+                f"booked to their sale's period {counts['refund_rows'] - own:,}, "
+                f"sale not found (own period) {own:,}"
+            )
     if counts.get("converted_rows"):
         parts.append(f"rows converted to {reporting_currency} {counts['converted_rows']:,}")
     return "; ".join(parts) or None

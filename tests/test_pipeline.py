@@ -540,3 +540,123 @@ def test_iso_weeks_cross_month_ends(spark: SparkSession, tmp_path: Path) -> None
     february = run_segmentation(spark, config, Month.parse("2024-02"), Month.parse("2024-02"))
     assert february.periods["week"] == weeks
     assert table() == full
+
+
+def test_refund_attribution_transaction_or_original(spark: SparkSession, tmp_path: Path) -> None:
+    sale, refund = "sale", "refund"
+    rows = [
+        ("s1", "a", datetime(2024, 1, 20, 9), Decimal("100.00"), sale, None),
+        ("r1", "a", datetime(2024, 2, 5, 9), Decimal("-30.00"), refund, "s1"),
+        ("r1", "a", datetime(2024, 2, 5, 9), Decimal("-30.00"), refund, "s1"),  # a copy
+        ("s2", "a", datetime(2024, 2, 10, 9), Decimal("50.00"), sale, None),
+        ("r6", "a", datetime(2024, 3, 15, 9), Decimal("10.00"), refund, "s1"),
+        ("s3", "b", datetime(2024, 2, 1, 9), Decimal("40.00"), sale, None),
+        ("r2", "b", datetime(2024, 2, 7, 9), Decimal("-10.00"), refund, "nope"),  # unknown sale
+        ("r3", "b", datetime(2024, 3, 3, 9), Decimal("-5.00"), refund, None),  # names none
+        ("r4", "c", datetime(2024, 2, 8, 9), Decimal("-1.00"), refund, "s1"),  # a's sale
+        ("s5", "d", datetime(2023, 12, 28, 9), Decimal("60.00"), sale, None),
+        ("r5", "d", datetime(2024, 1, 3, 9), Decimal("-60.00"), refund, "s5"),
+    ]
+    frame = spark.createDataFrame(
+        rows,
+        "transaction_id string, customer_id string, transaction_ts timestamp, "
+        "amount decimal(18,2), transaction_type string, original_transaction_id string",
+    ).withColumn("currency", F.lit("USD"))
+    lake = write_lake(frame, tmp_path / "lake")
+
+    def run(out: str, attribution: str, *more: str, months: tuple[str, str] | None = None) -> Any:
+        config = config_for(
+            lake,
+            tmp_path / out,
+            "periods.grains=[month]",
+            f"revenue.refund_attribution={attribution}",
+            *more,
+        )
+        first, last = (Month.parse(m) for m in months) if months else (None, None)
+        result = run_segmentation(spark, config, first, last)
+        table = {
+            (r["customer_id"], r["period"]): (r["gross_revenue"], r["refunds"], r["revenue"])
+            for r in read_delta(result.table_path(contract.CUSTOMER_SEGMENTS))
+        }
+        return result, table
+
+    def money(*values: str) -> tuple[Decimal, ...]:
+        return tuple(Decimal(v) for v in values)
+
+    _, by_transaction = run("transaction", "transaction")
+    assert by_transaction == {
+        ("a", "2024-01"): money("100", "0", "100"),
+        ("a", "2024-02"): money("50", "30", "20"),
+        ("a", "2024-03"): money("0", "10", "-10"),
+        ("b", "2024-02"): money("40", "10", "30"),
+        ("b", "2024-03"): money("0", "5", "-5"),
+        ("c", "2024-02"): money("0", "1", "-1"),
+        ("d", "2023-12"): money("60", "0", "60"),
+        ("d", "2024-01"): money("0", "60", "-60"),
+    }
+    full, by_original = run("original", "original")
+    assert by_original == {
+        ("a", "2024-01"): money("100", "40", "60"),  # refunded in February and March
+        ("a", "2024-02"): money("50", "0", "50"),
+        ("b", "2024-02"): money("40", "10", "30"),  # its sale is unknown: its own month
+        ("b", "2024-03"): money("0", "5", "-5"),
+        ("c", "2024-02"): money("0", "1", "-1"),  # names another customer's sale
+        ("d", "2023-12"): money("60", "60", "0"),
+    }
+    assert full.counts["unattributed_refunds"] == 3 and full.counts["refund_rows"] == 6
+    assert full.counts["duplicate"] == 1
+
+    # A run of January and February reads December's sales and March's refunds for them,
+    # and gives the same rows as the full run; d's refund belongs to December, outside it.
+    ranged, by_range = run("range", "original", months=("2024-01", "2024-02"))
+    assert by_range == {k: v for k, v in by_original.items() if k[1] in ("2024-01", "2024-02")}
+    counts = ranged.counts
+    rejected = sum(counts[code] for code in ROW_REASONS)
+    assert counts["input_rows"] == len(rows)
+    assert counts["valid_rows"] + counts["duplicate"] + counts["outside_range"] + rejected == len(
+        rows
+    )
+    # Without reading beyond the range, the later refunds of s1 are not seen.
+    _, short = run("short", "original", "revenue.max_refund_delay_days=0", months=("2024-01",) * 2)
+    assert short[("a", "2024-01")] == money("100", "0", "100")
+
+
+def test_top_channel_and_category_with_shares(spark: SparkSession, tmp_path: Path) -> None:
+    rows = [  # 2024-W02 is 8-14 January, 2024-W06 is 5-11 February
+        ("t1", "a", datetime(2024, 1, 9, 9), Decimal("100.00"), "sale", "web", "books"),
+        ("t2", "a", datetime(2024, 1, 10, 9), Decimal("30.00"), "sale", "app", "toys"),
+        ("t3", "a", datetime(2024, 1, 11, 9), Decimal("-20.00"), "refund", "web", "books"),
+        ("t4", "a", datetime(2024, 2, 5, 9), Decimal("50.00"), "sale", "store", "toys"),
+        ("t5", "a", datetime(2024, 2, 6, 9), Decimal("50.00"), "sale", "app", "toys"),
+        ("t6", "b", datetime(2024, 1, 9, 9), Decimal("40.00"), "sale", "  ", "toys"),
+    ]
+    frame = spark.createDataFrame(
+        rows,
+        "transaction_id string, customer_id string, transaction_ts timestamp, "
+        "amount decimal(18,2), transaction_type string, channel string, product_category string",
+    ).withColumn("currency", F.lit("USD"))
+    lake = write_lake(frame, tmp_path / "lake")
+    config = config_for(lake, tmp_path / "out", "periods.grains=[week, month, quarter]")
+    result = run_segmentation(spark, config)
+    got = {
+        (r["customer_id"], r["period"]): (
+            r["top_channel"],
+            r["top_channel_share"],
+            r["top_category"],
+            r["top_category_share"],
+        )
+        for r in read_delta(result.table_path(contract.CUSTOMER_SEGMENTS))
+    }
+    january = ("web", 80 / 110, "books", 80 / 110)  # web and books net of the refund
+    february = ("app", 0.5, "toys", 1.0)  # a tie between app and store: the first by name
+    b_january = (None, None, "toys", 1.0)  # a blank channel counts for none
+    assert got == {
+        ("a", "2024-W02"): january,
+        ("a", "2024-01"): january,
+        ("a", "2024-W06"): february,
+        ("a", "2024-02"): february,
+        ("a", "2024-Q1"): ("app", 80 / 210, "toys", 130 / 210),  # app 80 ties web 80
+        ("b", "2024-W02"): b_january,
+        ("b", "2024-01"): b_january,
+        ("b", "2024-Q1"): b_january,
+    }

@@ -126,7 +126,7 @@ def test_net_revenue_per_period_equals_converted_sales_minus_refunds(
         ],
     )
     grains = make_grains(GRAINS, 4)
-    frame, _ = customer_period_rows(
+    frame, _, _ = customer_period_rows(
         spark, spark.createDataFrame(records, TX_SCHEMA), config, grains
     )
     periods = with_period_labels(frame.where(frame.grain_idx < len(grains)), grains)
