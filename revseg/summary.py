@@ -70,6 +70,8 @@ def _cell(row: dict[str, Any] | None) -> str:
     if row is None or row["customers"] == 0:
         return "0"
     share = row["revenue_share"]
+    if share is not None and abs(share) < 0.0005:
+        share = 0.0  # not "-0.0%" for a sliver of negative revenue
     return f"{row['customers']:,} ({share:.1%})" if share is not None else f"{row['customers']:,}"
 
 
