@@ -636,7 +636,12 @@ def test_top_channel_and_category_with_shares(spark: SparkSession, tmp_path: Pat
         "amount decimal(18,2), transaction_type string, channel string, product_category string",
     ).withColumn("currency", F.lit("USD"))
     lake = write_lake(frame, tmp_path / "lake")
-    config = config_for(lake, tmp_path / "out", "periods.grains=[week, month, quarter]")
+    config = config_for(
+        lake,
+        tmp_path / "out",
+        "periods.grains=[week, month, quarter]",
+        "metrics.include=[top_channel, top_category]",
+    )
     result = run_segmentation(spark, config)
     got = {
         (r["customer_id"], r["period"]): (
