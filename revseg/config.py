@@ -17,6 +17,8 @@ import typing
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Union
 
@@ -171,6 +173,28 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """Which rows are quarantined instead of counted, and when a run refuses to write.
+
+    `min_date` is an ISO date; `max_abs_amount` a decimal in the reporting currency (text
+    or a number in YAML); both optional.
+    """
+
+    guest_customer_id: str | None = None
+    min_date: str | None = None
+    max_abs_amount: str | None = None
+    quarantine_excluded: bool = False
+    max_quarantine_fraction: float = 0.05
+    allow_empty_periods: bool = False
+
+    def min_day(self) -> date | None:
+        return date.fromisoformat(self.min_date) if self.min_date else None
+
+    def max_amount(self) -> Decimal | None:
+        return Decimal(self.max_abs_amount) if self.max_abs_amount is not None else None
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole, validated configuration of a revseg run."""
 
@@ -180,6 +204,7 @@ class Config:
     tiers: TiersConfig = field(default_factory=TiersConfig)
     revenue: RevenueConfig = field(default_factory=RevenueConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     spark: Mapping[str, str] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
@@ -329,6 +354,12 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"config key '{path}': expected a number, got {_kind(value)}")
         return float(value)
+    if hint is str and path.endswith("max_abs_amount") and isinstance(value, int | float):
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{path}': expected an amount, got {_kind(value)}")
+        return str(value)
+    if hint is str and isinstance(value, date):  # YAML reads 2024-01-01 as a date
+        return value.isoformat()
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key '{path}': expected a string, got {_kind(value)}")
@@ -405,9 +436,38 @@ def _validate(config: Config) -> None:
             "config key 'revenue.max_refund_delay_days': expected 0 to 3660 days, got "
             f"{config.revenue.max_refund_delay_days}"
         )
+    _validate_quality(config.quality)
     for key in config.spark:
         if not key.startswith("spark."):
             raise ConfigError(f"config key 'spark.{key}': Spark settings start with 'spark.'")
+
+
+def _validate_quality(quality: QualityConfig) -> None:
+    if quality.guest_customer_id is not None and not quality.guest_customer_id.strip():
+        raise ConfigError("config key 'quality.guest_customer_id': must not be blank")
+    if quality.min_date is not None:
+        try:
+            date.fromisoformat(quality.min_date)
+        except ValueError:
+            raise ConfigError(
+                "config key 'quality.min_date': expected a date such as 2020-01-01, got "
+                f"{quality.min_date!r}"
+            ) from None
+    if quality.max_abs_amount is not None:
+        try:
+            amount = Decimal(quality.max_abs_amount)
+        except InvalidOperation:
+            amount = Decimal("NaN")
+        if not amount.is_finite() or amount <= 0:
+            raise ConfigError(
+                "config key 'quality.max_abs_amount': expected a positive amount such as "
+                f"1000000, got {quality.max_abs_amount!r}"
+            )
+    if not 0 <= quality.max_quarantine_fraction <= 1:
+        raise ConfigError(
+            "config key 'quality.max_quarantine_fraction': expected a fraction from 0 to 1, "
+            f"got {quality.max_quarantine_fraction}"
+        )
 
 
 def _validate_fx(revenue: RevenueConfig) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -26,6 +27,8 @@ from revseg.errors import SourceError
 
 # Canonical columns whose raw text is kept, so that unparseable values can be told apart.
 RAW_CHECKED = ("amount", "transaction_ts")
+# The column in which Spark's CSV and JSON readers (PERMISSIVE mode) keep unparseable lines.
+CORRUPT_RECORD = "_corrupt_record"
 
 
 def raw_name(canonical: str) -> str:
@@ -86,13 +89,17 @@ def cast_is_exact(source_type: DataType, canonical: str) -> bool:
     return source_type == target
 
 
-def conform_transactions(source: DataFrame, columns: Mapping[str, str]) -> DataFrame:
+def conform_transactions(
+    source: DataFrame, columns: Mapping[str, str], keep_source: bool = False
+) -> DataFrame:
     """Canonical, typed columns (plus raw text of the checked ones) from resolved columns.
 
     `columns` maps canonical names to the source's columns (see `resolve_columns`).
     Optional canonical columns absent from the source come out as typed nulls. The raw text
     is kept only where the cast can fail or round (text, doubles, wider decimals): typed
-    Parquet pays nothing for the checks.
+    Parquet pays nothing for the checks. `_malformed` is the reader's corrupt-record text.
+    `keep_source` adds the row as read (`_source`, a struct) and its file (`_source_file`),
+    for quarantine.
     """
     selected: list[Column] = []
     for canonical, dtype in CANONICAL_TYPES.items():
@@ -109,4 +116,21 @@ def conform_transactions(source: DataFrame, columns: Mapping[str, str]) -> DataF
             else quoted(column).cast("string")
         )
         selected.append(raw.alias(raw_name(canonical)))
+    if CORRUPT_RECORD in source.columns:
+        selected.append(quoted(CORRUPT_RECORD).alias("_malformed"))
+    else:
+        selected.append(F.lit(None).cast("string").alias("_malformed"))
+    if keep_source:
+        as_read = [quoted(c) for c in source.columns if c != CORRUPT_RECORD]
+        selected.append(F.struct(*as_read).alias("_source"))
+        selected.append(source_file(source).alias("_source_file"))
     return source.select(*selected)
+
+
+def source_file(source: DataFrame) -> Column:
+    """The file a row was read from: the file source's `_metadata.file_path`."""
+    try:
+        source.select(F.col("_metadata.file_path")).schema  # noqa: B018 -- resolves it
+        return F.col("_metadata.file_path")
+    except AnalysisException:  # a source without file metadata
+        return F.lit(None).cast("string")

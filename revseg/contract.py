@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pyspark.sql.types import (
+    ArrayType,
     DataType,
+    DateType,
     DecimalType,
     DoubleType,
     IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -81,6 +84,50 @@ TIER_BOUNDARIES_SCHEMA = StructType(
 )
 TIER_BOUNDARIES_PARTITIONS = ("period",)
 
+QUARANTINED_TRANSACTIONS = "quarantined_transactions"
+QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("run_date", DateType(), False),
+        StructField("run_id", StringType(), False),
+        StructField("reason", StringType(), False),
+        StructField("transaction_id", StringType(), True),
+        StructField("customer_id", StringType(), True),
+        StructField("transaction_ts", StringType(), True),
+        StructField("amount", StringType(), True),
+        StructField("currency", StringType(), True),
+        StructField("transaction_type", StringType(), True),
+        StructField("source_file", StringType(), True),
+        StructField("source_record", StringType(), True),
+    ]
+)
+QUARANTINE_PARTITIONS = ("run_date",)
+
+RUNS = "runs"
+_COUNTS = MapType(StringType(), LongType())
+RUNS_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("status", StringType(), False),
+        StructField("started_at", TimestampType(), False),
+        StructField("finished_at", TimestampType(), False),
+        StructField("revseg_version", StringType(), False),
+        StructField("config_hash", StringType(), False),
+        StructField("work_key", StringType(), False),
+        StructField("requested", StringType(), False),
+        StructField("periods_written", ArrayType(StringType()), True),
+        StructField("source_read", StringType(), True),
+        StructField("input_rows", LongType(), True),
+        StructField("valid_rows", LongType(), True),
+        StructField("quarantined_rows", LongType(), True),
+        StructField("duplicate_rows", LongType(), True),
+        StructField("valid_revenue", MapType(StringType(), MONEY), True),
+        StructField("written_revenue", MapType(StringType(), MONEY), True),
+        StructField("row_counts", _COUNTS, True),
+        StructField("table_versions", _COUNTS, True),
+        StructField("error", StringType(), True),
+    ]
+)
+
 # Columns every period row carries besides the metrics; used to order and key joins.
 PERIOD_KEYS = ("period_grain", "period")
 
@@ -107,7 +154,12 @@ __all__ = [
     "MONEY",
     "OPTIONAL_COLUMNS",
     "PERIOD_KEYS",
+    "QUARANTINED_TRANSACTIONS",
+    "QUARANTINE_PARTITIONS",
+    "QUARANTINE_SCHEMA",
     "REQUIRED_COLUMNS",
+    "RUNS",
+    "RUNS_SCHEMA",
     "TIER_BOUNDARIES",
     "TIER_BOUNDARIES_PARTITIONS",
     "TIER_BOUNDARIES_SCHEMA",

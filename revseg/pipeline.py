@@ -9,14 +9,17 @@ taken with `observe` in the scan itself, not by extra scans.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
+from decimal import Decimal
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -30,13 +33,31 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from revseg import contract
+from revseg import __version__, contract
 from revseg.config import METRIC_SOURCE_COLUMNS, Config
 from revseg.conform import conform_transactions, resolve_columns
 from revseg.errors import ConcurrentWriteError, RunError
 from revseg.fx import check_rates, conform_rates, convert, effective_rates, first_rate_dates
 from revseg.io import paths
-from revseg.io.delta_tables import PLAIN_ENCODING, ensure_table, replace_periods
+from revseg.io.delta_tables import (
+    PLAIN_ENCODING,
+    Txn,
+    append_rows,
+    ensure_table,
+    latest_version,
+    replace_periods,
+)
+from revseg.io.runs import (
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    append_run,
+    ensure_runs_table,
+    now_utc,
+    unchanged_since,
+    work_key,
+    write_ids,
+)
 from revseg.io.source import prune_to_days, read_source
 from revseg.metrics import (
     MEASURE_COLUMNS,
@@ -61,11 +82,15 @@ from revseg.periods import (
     RollingGrain,
     local_date,
     make_grains,
+    month_index,
     plan_periods,
 )
 from revseg.quality import (
+    EXCLUDED_TYPE,
     MISSING_FX_RATE,
+    ROW_REASONS,
     STALE_FX_RATE,
+    RowRules,
     domestic_only,
     is_blank,
     is_refund,
@@ -73,9 +98,18 @@ from revseg.quality import (
     reason_counts,
     with_rejection_reason,
 )
+from revseg.quarantine import (
+    extra_copies,
+    is_quarantined,
+    quarantine_records,
+    transaction_key,
+)
 from revseg.tiers import assign_segments, cut_points, tier_boundaries
 
 logger = logging.getLogger(__name__)
+
+# The first pass's observation that names the duplicated transactions (hashes).
+DUPLICATE_KEYS = "duplicate_keys"
 
 
 def cuts_schema(groups: tuple[str, ...]) -> StructType:
@@ -124,9 +158,109 @@ class RunResult:
     table_versions: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     skipped_windows: tuple[str, ...] = ()
+    status: str = "succeeded"
+    same_as: str | None = None  # a skipped run: the earlier run whose results stand
 
     def table_path(self, name: str) -> str:
         return paths.join(self.output_path, name)
+
+
+class RunLog:
+    """What goes into this run's row of the `runs` table, gathered as the run goes."""
+
+    def __init__(
+        self, config: Config, run_id: str, key: str, requested: str, started: datetime
+    ) -> None:
+        self.config = config
+        self.run_id = run_id
+        self.key = key
+        self.requested = requested
+        self.started = started
+        self.counts: dict[str, int] = {}
+        self.input_files = 0
+
+    def row(self, status: str) -> dict[str, Any]:
+        counts = self.counts
+        valid = {
+            name.removeprefix("revenue_cents_"): Decimal(cents) / 100
+            for name, cents in counts.items()
+            if name.startswith("revenue_cents_")
+        }
+        return {
+            "run_id": self.run_id,
+            "status": status,
+            "started_at": self.started,
+            "finished_at": now_utc(),
+            "revseg_version": __version__,
+            "config_hash": self.config.fingerprint(),
+            "work_key": self.key,
+            "requested": self.requested,
+            "source_read": json.dumps(
+                {
+                    "path": paths.redact(self.config.source.path),
+                    "format": self.config.source.format,
+                    "files": self.input_files,
+                }
+            ),
+            "input_rows": counts.get("input_rows"),
+            "valid_rows": counts.get("valid_rows"),
+            "quarantined_rows": quarantined_count(self.config, counts) if counts else None,
+            "duplicate_rows": counts.get("duplicate"),
+            "valid_revenue": valid or None,
+            "row_counts": {k: v for k, v in counts.items() if k in _LOGGED_COUNTS} or None,
+        }
+
+    def write(
+        self,
+        spark: SparkSession,
+        status: str,
+        result: RunResult | None = None,
+        versions: Mapping[str, int] | None = None,
+    ) -> None:
+        row = self.row(status)
+        tables = dict(versions or {})
+        if result is not None:
+            tables.update(result.table_versions)
+            row["periods_written"] = [p for labels in result.periods.values() for p in labels]
+            row["written_revenue"] = written_revenue(result) or None
+        for table in (*OUTPUT_TABLES, contract.QUARANTINED_TRANSACTIONS):
+            # the version a reader of this run's results should read
+            tables.setdefault(table, latest_version(spark, table_path(self.config, table)))
+        row["table_versions"] = tables
+        append_run(spark, self.config.output.path, row)
+
+    def write_failure(self, spark: SparkSession, err: BaseException) -> None:
+        """Log a failed run (best effort: the original error is what the user must see)."""
+        row = self.row(FAILED)
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        row["error"] = paths.redact(f"{type(err).__name__}: {first_line}")[:2000]
+        try:
+            append_run(spark, self.config.output.path, row)
+        except Exception:
+            logger.warning("could not log the failure of run %s", self.run_id, exc_info=True)
+
+
+_LOGGED_COUNTS = (
+    "input_rows",
+    "valid_rows",
+    "duplicate",
+    "outside_range",
+    "refund_rows",
+    "converted_rows",
+    "unattributed_refunds",
+    *ROW_REASONS,
+)
+
+
+def written_revenue(result: RunResult) -> dict[str, Decimal]:
+    """Revenue written per calendar grain (from the tier boundaries of the written periods)."""
+    written = {p for labels in result.periods.values() for p in labels}
+    totals: dict[str, Decimal] = {}
+    for row in result.boundaries:
+        if row["period"] in written:
+            grain = row["period_grain"]
+            totals[grain] = totals.get(grain, Decimal(0)) + row["revenue"]
+    return totals
 
 
 class StageTimer:
@@ -145,12 +279,6 @@ class StageTimer:
         logger.info("stage %s done in %.1f s", stage, elapsed)
 
 
-def new_run_id(now: datetime | None = None) -> str:
-    """Sortable by start time, unique by its random tail."""
-    moment = now or datetime.now(timezone.utc)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
 def table_path(config: Config, name: str) -> str:
     return paths.join(config.output.path, name)
 
@@ -160,20 +288,78 @@ def run_segmentation(
     config: Config,
     first: Month | None = None,
     last: Month | None = None,
-    run_id: str | None = None,
+    as_of: date | None = None,
 ) -> RunResult:
-    """Compute and write the segments of the requested months (all months when None)."""
-    run_id = run_id or new_run_id()
+    """Compute and write the segments of the requested months (all months when None).
+
+    Rows after `as_of` (in `periods.timezone`) are quarantined as `after_as_of_date`.
+    The run is logged in the `runs` table last; a run of the same work whose results are
+    still current is skipped.
+    """
+    started = now_utc()
     timer = StageTimer()
     if (first is None) != (last is None):
         first = first or last
         last = last or first
     grains = make_grains(config.periods.grains, config.periods.fiscal_year_start_month)
     plan = plan_periods(grains, first, last) if first and last else None
-    logger.info("run %s: %s", run_id, _describe_request(plan))
+    requested = _describe_request(plan) + (f", as of {as_of}" if as_of else "")
 
+    # The source and its columns first: a run that cannot read them touches no table.
+    source = _read_pruned(spark, config, plan)
+    resolve_columns(source.columns, config.source.columns, config.source.path)
+    # Every table up front: a foreign table at output.path stops the run before any work.
+    log_version = ensure_runs_table(spark, config.output.path)
+    _ensure_outputs(spark, config)
+    key = work_key(
+        config.fingerprint(), requested, _input_files(spark, config, source), __version__
+    )
+    run_id, txn = write_ids(key, log_version)
+    logger.info("run %s: %s", run_id, requested)
+    log = RunLog(config, run_id, key, requested, started)
+
+    previous = unchanged_since(spark, config.output.path, key, OUTPUT_TABLES)
+    if previous is not None:
+        logger.info("run %s: same work as run %s, whose tables are unchanged", run_id, previous)
+        log.write(spark, SKIPPED, versions=previous["table_versions"])
+        return RunResult(
+            run_id=run_id,
+            output_path=config.output.path,
+            periods={},
+            boundaries=[],
+            counts={},
+            table_versions=dict(previous["table_versions"]),
+            status=SKIPPED,
+            same_as=previous["run_id"],
+        )
+    try:
+        result = _compute_and_write(
+            spark, config, grains, plan, source, row_rules(config, as_of), log, txn, timer
+        )
+    except Exception as err:
+        log.write_failure(spark, err)
+        raise
+    log.write(spark, SUCCEEDED, result=result)
+    logger.info("run %s succeeded: %s", run_id, result.counts)
+    return result
+
+
+def _compute_and_write(
+    spark: SparkSession,
+    config: Config,
+    grains: tuple[Grain, ...],
+    plan: PeriodPlan | None,
+    source: DataFrame,
+    rules: RowRules,
+    log: RunLog,
+    txn: Txn,
+    timer: StageTimer,
+) -> RunResult:
+    run_id = log.run_id
     with timer("read"):
-        transactions, observations, cached = _prepare(spark, config, grains, plan)
+        transactions, observations, cached = customer_period_rows(
+            spark, source, config, grains, plan, rules
+        )
 
     groups = config.tiers.by
     tier_keys = ("grain_idx", "period_key", *groups)
@@ -197,9 +383,14 @@ def run_segmentation(
                 row.asDict()
                 for row in tier_boundaries(segmented, cuts, levels, tier_keys, labels).collect()
             ]
-        periods = _periods_to_write(plan, boundary_rows, config.periods.grains)
-        counts = _collect_counts(observations)
+        periods = _periods_to_write(
+            plan, boundary_rows, config.periods.grains, config.quality.allow_empty_periods
+        )
+        # (an empty read has no observations: the check above stops it first)
+        counts, duplicated = _collect_counts(observations)
+        log.counts = counts
         check_fx_coverage(config, counts)
+        check_quarantine_fraction(config, counts)
         skipped = incomplete_windows(grains, counts["first_month_idx"], counts["last_month_idx"])
         periods = {g: tuple(p for p in labels if p not in skipped) for g, labels in periods.items()}
         if not any(periods.values()):
@@ -210,14 +401,21 @@ def run_segmentation(
         _reconcile(counts, boundary_rows, periods, grains)
 
         with timer("write"):
+            versions = {}
+            if quarantined_count(config, counts):
+                versions[contract.QUARANTINED_TRANSACTIONS] = _write_quarantine(
+                    spark, config, plan, source, rules, duplicated, counts, log, txn
+                )
             segments = _segments_output(segmented, groups, config.periods.timezone)
-            versions = _write_tables(spark, config, segments, boundary_rows, periods, run_id)
+            versions.update(
+                _write_tables(spark, config, segments, boundary_rows, periods, run_id, txn)
+            )
     finally:
         customer_periods.unpersist()
         for frame in cached:
             frame.unpersist()
 
-    result = RunResult(
+    return RunResult(
         run_id=run_id,
         output_path=config.output.path,
         periods=periods,
@@ -227,8 +425,116 @@ def run_segmentation(
         stage_seconds=timer.seconds,
         skipped_windows=tuple(sorted(skipped & {row["period"] for row in boundary_rows})),
     )
-    logger.info("run %s succeeded: %s", run_id, counts)
-    return result
+
+
+OUTPUT_TABLES = (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES)
+
+
+def row_rules(config: Config, as_of: date | None) -> RowRules:
+    """The configured row limits as instants: days begin at midnight in periods.timezone."""
+    zone = ZoneInfo(config.periods.timezone)
+    min_day = config.quality.min_day()
+    return RowRules(
+        not_before=datetime.combine(min_day, clock_time(), zone) if min_day else None,
+        not_after=datetime.combine(as_of + timedelta(days=1), clock_time(), zone)
+        if as_of
+        else None,
+        max_abs_amount=config.quality.max_amount(),
+    )
+
+
+def quarantined_count(config: Config, counts: dict[str, int]) -> int:
+    """Rows the run puts in quarantine: rejected rows (excluded types only with
+    quality.quarantine_excluded) and the extra copies of duplicates."""
+    reasons = [r for r in ROW_REASONS if r != EXCLUDED_TYPE or config.quality.quarantine_excluded]
+    return sum(counts.get(r, 0) for r in reasons) + counts.get("duplicate", 0)
+
+
+def check_quarantine_fraction(config: Config, counts: dict[str, int]) -> None:
+    """Too much bad input fails the run before anything is written."""
+    total = counts.get("input_rows", 0)
+    quarantined = quarantined_count(config, counts)
+    limit = config.quality.max_quarantine_fraction
+    if total and quarantined / total > limit:
+        by_reason = ", ".join(
+            f"{r} {counts[r]:,}" for r in (*ROW_REASONS, "duplicate") if counts.get(r)
+        )
+        raise RunError(
+            f"{quarantined:,} of {total:,} rows ({quarantined / total:.1%}) would be "
+            f"quarantined ({by_reason}), more than quality.max_quarantine_fraction "
+            f"({limit:.1%}): nothing was written. Fix the source, or raise the limit."
+        )
+
+
+def _write_quarantine(
+    spark: SparkSession,
+    config: Config,
+    plan: PeriodPlan | None,
+    source: DataFrame,
+    rules: RowRules,
+    duplicated: list[int],
+    counts: dict[str, int],
+    log: RunLog,
+    txn: Txn,
+) -> int:
+    """Append this run's quarantined rows (a second pass over the same files) and check
+    that as many were written as the first pass counted."""
+    checked = checked_transactions(spark, source, config, rules, keep_source=True)
+    parts = [checked.where(is_quarantined(config.quality.quarantine_excluded))]
+    if duplicated:
+        keys = spark.createDataFrame([(k,) for k in duplicated], "_key long")
+        month = month_index(local_date("transaction_ts", config.periods.timezone))
+        valid = checked.where(F.col("reason").isNull()).withColumn("month_idx", month)
+        needed = _needed_rows(plan, config.revenue.refund_attribution == "original", is_refund())
+        parts.append(extra_copies(valid.where(needed).drop("month_idx"), keys))
+    rows = parts[0].unionByName(parts[1]) if len(parts) > 1 else parts[0]
+    written = Observation("quarantine")
+    records = quarantine_records(rows, log.run_id, log.started.date()).observe(
+        written, F.count(F.lit(1)).alias("rows")
+    )
+    path = table_path(config, contract.QUARANTINED_TRANSACTIONS)
+    version = append_rows(records, path, contract.QUARANTINE_PARTITIONS, log.run_id, txn)
+    expected = quarantined_count(config, counts)
+    got = int(written.get.get("rows", 0)) if written.get else expected  # none: a retry's no-op
+    if got != expected:
+        raise RunError(
+            f"reconciliation failed: the first pass counted {expected:,} rows to quarantine, "
+            f"the quarantine pass wrote {got:,} (quarantine version {version}); "
+            "customer_segments and tier_boundaries were not written"
+        )
+    return version
+
+
+def _ensure_outputs(spark: SparkSession, config: Config) -> None:
+    groups = config.tiers.by
+    ensure_table(
+        spark,
+        table_path(config, contract.CUSTOMER_SEGMENTS),
+        contract.with_groups(contract.CUSTOMER_SEGMENTS_SCHEMA, groups),
+        contract.CUSTOMER_SEGMENTS_PARTITIONS,
+        contract.CUSTOMER_SEGMENTS_PROPERTIES,
+    )
+    ensure_table(
+        spark,
+        table_path(config, contract.TIER_BOUNDARIES),
+        contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, groups),
+        contract.TIER_BOUNDARIES_PARTITIONS,
+    )
+    ensure_table(
+        spark,
+        table_path(config, contract.QUARANTINED_TRANSACTIONS),
+        contract.QUARANTINE_SCHEMA,
+        contract.QUARANTINE_PARTITIONS,
+    )
+
+
+def _input_files(spark: SparkSession, config: Config, source: DataFrame) -> list[str]:
+    """The files a run reads (the source and the FX rates): part of its work key."""
+    files = list(source.inputFiles())
+    if config.revenue.fx_rates is not None:
+        rates = read_source(spark, config.revenue.fx_rates, key="revenue.fx_rates")
+        files += rates.inputFiles()
+    return files
 
 
 def _describe_request(plan: PeriodPlan | None) -> str:
@@ -239,11 +545,9 @@ def _describe_request(plan: PeriodPlan | None) -> str:
     )
 
 
-def _prepare(
-    spark: SparkSession, config: Config, grains: tuple[Grain, ...], plan: PeriodPlan | None
-) -> PeriodRows:
-    """The lazy plan from the source to customer x period rows, with its observations."""
-    source = read_source(spark, config.source)
+def _read_pruned(spark: SparkSession, config: Config, plan: PeriodPlan | None) -> DataFrame:
+    """The source, pruned to the date partitions the run needs (lazy)."""
+    source = read_source(spark, config.source, corrupt_records=True)
     if plan is not None:
         # One day either side: the lake is partitioned by date in its own time zone,
         # periods are cut in periods.timezone; rows outside the months are dropped below.
@@ -256,7 +560,7 @@ def _prepare(
             plan.read_from.first_day() - margin,
             plan.read_to.last_day() + margin,
         )
-    return customer_period_rows(spark, source, config, grains, plan)
+    return source
 
 
 def refund_reach_days(config: Config) -> int:
@@ -265,12 +569,35 @@ def refund_reach_days(config: Config) -> int:
     return revenue.max_refund_delay_days if revenue.refund_attribution == "original" else 0
 
 
+def checked_transactions(
+    spark: SparkSession,
+    source: DataFrame,
+    config: Config,
+    rules: RowRules | None = None,
+    keep_source: bool = False,
+) -> DataFrame:
+    """Transactions as read -> canonical columns, converted, each with its `reason` (null:
+    counted). The first pass and the quarantine pass both start here."""
+    columns = resolve_columns(source.columns, config.source.columns, config.source.path)
+    conformed = conform_transactions(source, columns, keep_source)
+    guest = config.quality.guest_customer_id
+    if guest is not None:
+        conformed = conformed.withColumn(
+            "customer_id",
+            F.when(is_blank("customer_id"), F.lit(guest)).otherwise(F.col("customer_id")),
+        )
+    conformed = _with_reporting_amounts(spark, config, conformed)
+    revenue = config.revenue
+    return with_rejection_reason(conformed, revenue.reporting_currency, revenue.types, rules)
+
+
 def customer_period_rows(
     spark: SparkSession,
     source: DataFrame,
     config: Config,
     grains: tuple[Grain, ...],
     plan: PeriodPlan | None = None,
+    rules: RowRules | None = None,
 ) -> PeriodRows:
     """Transactions as read -> customer x period rows keyed by (grain_idx, period_key); lazy,
     with its observations."""
@@ -284,8 +611,7 @@ def customer_period_rows(
     dimensions = tuple(
         dict.fromkeys(TOP_DIMENSIONS[t] for t in tops if TOP_DIMENSIONS[t] not in groups)
     )
-    conformed = _with_reporting_amounts(spark, config, conform_transactions(source, columns))
-    checked = with_rejection_reason(conformed, revenue.reporting_currency, revenue.types)
+    checked = checked_transactions(spark, source, config, rules)
     by_original = revenue.refund_attribution == "original"
     foreign = normalised_currency() != F.lit(revenue.reporting_currency)
     checked = checked.withColumn("foreign", foreign).withColumns(
@@ -347,6 +673,9 @@ def customer_period_rows(
         F.min("month_idx").alias("first_month_idx"),
         F.max("month_idx").alias("last_month_idx"),
         *_revenue_by_grain(grains, plan),
+        # names the duplicated transactions for the quarantine pass (few: they are capped
+        # by quality.max_quarantine_fraction before anything is written)
+        F.collect_list(F.when(F.col("copies") > 1, transaction_key())).alias(DUPLICATE_KEYS),
     )
     by_week = any(grain.name == "week" for grain in grains)
     cached = []
@@ -374,7 +703,9 @@ class PeriodRows(NamedTuple):
     cached: tuple[DataFrame, ...] = ()
 
 
-def _needed_rows(plan: PeriodPlan | None, by_original: bool) -> Column:
+def _needed_rows(
+    plan: PeriodPlan | None, by_original: bool, refund: Column | None = None
+) -> Column:
     """Rows that can count in the months read: in them, or (refunds attributed to their
     sale) a sale before them that an in-range refund may name, or a refund after them."""
     if plan is None:
@@ -382,7 +713,7 @@ def _needed_rows(plan: PeriodPlan | None, by_original: bool) -> Column:
     month = F.col("month_idx")
     needed = month.between(plan.read_from.index, plan.read_to.index)
     if by_original:
-        refund = F.col("is_refund")
+        refund = F.col("is_refund") if refund is None else refund
         before = month < plan.read_from.index
         after = month > plan.read_to.index
         needed = needed | (before & ~refund) | (after & refund)
@@ -455,19 +786,29 @@ def incomplete_windows(grains: tuple[Grain, ...], first_month: int, last_month: 
     return skipped
 
 
-def _collect_counts(observations: dict[str, Observation]) -> dict[str, int]:
+def _collect_counts(observations: dict[str, Observation]) -> tuple[dict[str, int], list[int]]:
+    """The counters, and the hashes of duplicated transaction keys."""
     counts: dict[str, int] = {}
+    keys: list[int] = []
     for observation in observations.values():
-        counts.update({k: int(v or 0) for k, v in observation.get.items()})
+        for name, value in observation.get.items():
+            if name == DUPLICATE_KEYS:
+                keys = list(value or [])
+            else:
+                counts[name] = int(value or 0)
     # Valid rows not counted in the months read: left before de-duplication, or after it.
     counts["outside_range"] = counts.pop("outside_read", 0) + counts.pop("outside_kept", 0)
-    return counts
+    return counts, keys
 
 
 def _periods_to_write(
-    plan: PeriodPlan | None, boundaries: list[dict[str, Any]], grains: tuple[str, ...]
+    plan: PeriodPlan | None,
+    boundaries: list[dict[str, Any]],
+    grains: tuple[str, ...],
+    allow_empty: bool = False,
 ) -> dict[str, tuple[str, ...]]:
-    """Requested periods (all must have data), or every period the data produced."""
+    """Requested periods (all must have data, unless `allow_empty`: then an empty period is
+    replaced by nothing), or every period the data produced."""
     found: dict[str, set[str]] = {name: set() for name in grains}
     for row in boundaries:
         if row["customers"] > 0:
@@ -477,10 +818,11 @@ def _periods_to_write(
             raise RunError("the source holds no valid transactions: nothing to segment")
         return {name: tuple(sorted(found[name])) for name in grains}
     empty = [p for name in grains for p in plan.periods[name] if p not in found[name]]
-    if empty:
+    if empty and not allow_empty:
         raise RunError(
             f"no valid transactions for period(s) {', '.join(empty)}: nothing was written, "
-            "because replacing those periods with nothing would delete them"
+            "because replacing those periods with nothing would delete them (set "
+            "quality.allow_empty_periods: true if they are meant to be empty)"
         )
     return dict(plan.periods)
 
@@ -563,22 +905,14 @@ def _write_tables(
     boundary_rows: list[dict[str, Any]],
     periods: dict[str, tuple[str, ...]],
     run_id: str,
+    txn: Txn | None = None,
 ) -> dict[str, int]:
     """customer_segments, then tier_boundaries: each one atomic commit over the periods."""
     all_periods = [p for labels in periods.values() for p in labels]
     segments_path = table_path(config, contract.CUSTOMER_SEGMENTS)
     boundaries_path = table_path(config, contract.TIER_BOUNDARIES)
     groups = config.tiers.by
-    segments_schema = contract.with_groups(contract.CUSTOMER_SEGMENTS_SCHEMA, groups)
     boundaries_schema = contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, groups)
-    ensure_table(
-        spark,
-        segments_path,
-        segments_schema,
-        contract.CUSTOMER_SEGMENTS_PARTITIONS,
-        contract.CUSTOMER_SEGMENTS_PROPERTIES,
-    )
-    ensure_table(spark, boundaries_path, boundaries_schema, contract.TIER_BOUNDARIES_PARTITIONS)
     written_periods = set(all_periods)
     segments = segments.where(F.col("period").isin(all_periods))
     boundaries = spark.createDataFrame(
@@ -597,11 +931,17 @@ def _write_tables(
             contract.CUSTOMER_SEGMENTS_PARTITIONS,
             run_id,
             parquet_settings=PLAIN_ENCODING,
+            txn=txn,
         )
     }
     try:
         versions[contract.TIER_BOUNDARIES] = replace_periods(
-            boundaries, boundaries_path, all_periods, contract.TIER_BOUNDARIES_PARTITIONS, run_id
+            boundaries,
+            boundaries_path,
+            all_periods,
+            contract.TIER_BOUNDARIES_PARTITIONS,
+            run_id,
+            txn=txn,
         )
     except ConcurrentWriteError as err:
         raise ConcurrentWriteError(

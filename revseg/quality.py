@@ -5,6 +5,10 @@ Reason codes are a contract: they name rows in the run summary (and in quarantin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -23,9 +27,14 @@ MISSING_FX_RATE = "missing_fx_rate"
 STALE_FX_RATE = "stale_fx_rate"
 EXCLUDED_TYPE = "excluded_type"
 UNKNOWN_TRANSACTION_TYPE = "unknown_transaction_type"
+MALFORMED = "malformed"
+BEFORE_MIN_DATE = "before_min_date"
+AFTER_AS_OF_DATE = "after_as_of_date"
+AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
 DUPLICATE = "duplicate"
 
 ROW_REASONS = (
+    MALFORMED,
     MISSING_TRANSACTION_ID,
     MISSING_CUSTOMER_ID,
     MISSING_AMOUNT,
@@ -35,9 +44,22 @@ ROW_REASONS = (
     MISSING_CURRENCY,
     MISSING_FX_RATE,
     STALE_FX_RATE,
+    BEFORE_MIN_DATE,
+    AFTER_AS_OF_DATE,
     EXCLUDED_TYPE,
     UNKNOWN_TRANSACTION_TYPE,
+    AMOUNT_OUT_OF_RANGE,
 )
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """The configurable row rules, as plain values: instants already placed in the
+    business's time zone by the caller (`quality.min_date`, the run's as-of date)."""
+
+    not_before: datetime | None = None  # a row before this instant is before_min_date
+    not_after: datetime | None = None  # a row at or after it is after_as_of_date
+    max_abs_amount: Decimal | None = None  # in the reporting currency
 
 
 def is_blank(column: str) -> Column:
@@ -107,13 +129,16 @@ def domestic_only(reporting_currency: str) -> dict[str, Column]:
     }
 
 
-def rejection_reason() -> Column:
+def rejection_reason(row_rules: RowRules | None = None) -> Column:
     """The first rule a conformed row breaks, as a reason code; null for a countable row.
 
     Reads `kind` (`transaction_kind`), `fx_problem` and `reporting_amount` (the currency
-    conversion, `revseg.fx`).
+    conversion, `revseg.fx`), and `_malformed` (the reader's corrupt-record text) if present.
     """
+    limits = row_rules or RowRules()
+    ts = F.col("transaction_ts")
     rules: list[tuple[Column, Column]] = [
+        (F.col("_malformed").isNotNull(), F.lit(MALFORMED)),
         (is_blank("transaction_id"), F.lit(MISSING_TRANSACTION_ID)),
         (is_blank("customer_id"), F.lit(MISSING_CUSTOMER_ID)),
         (unparsed("amount") | sub_cent("amount"), F.lit(INVALID_AMOUNT)),
@@ -121,12 +146,32 @@ def rejection_reason() -> Column:
         (fractional_minor_unit(), F.lit(INVALID_AMOUNT)),
         (unparsed("transaction_ts"), F.lit(INVALID_TIMESTAMP)),
         (F.col("transaction_ts").isNull(), F.lit(MISSING_TIMESTAMP)),
+        *(
+            [(ts < F.lit(limits.not_before), F.lit(BEFORE_MIN_DATE))]
+            if limits.not_before is not None
+            else []
+        ),
+        *(
+            [(ts >= F.lit(limits.not_after), F.lit(AFTER_AS_OF_DATE))]
+            if limits.not_after is not None
+            else []
+        ),
         (is_blank("currency"), F.lit(MISSING_CURRENCY)),
         (F.col("kind") == F.lit("ignore"), F.lit(EXCLUDED_TYPE)),
         (F.col("kind") == F.lit("unknown"), F.lit(UNKNOWN_TRANSACTION_TYPE)),
         (F.col("fx_problem").isNotNull(), F.col("fx_problem")),
         # converted beyond decimal(18,2): no real amount does that
         (F.col("reporting_amount").isNull(), F.lit(INVALID_AMOUNT)),
+        *(
+            [
+                (
+                    F.abs(F.col("reporting_amount")) > F.lit(limits.max_abs_amount),
+                    F.lit(AMOUNT_OUT_OF_RANGE),
+                )
+            ]
+            if limits.max_abs_amount is not None
+            else []
+        ),
     ]
     reason = F.lit(None).cast("string")
     for condition, code in reversed(rules):
@@ -135,7 +180,10 @@ def rejection_reason() -> Column:
 
 
 def with_rejection_reason(
-    transactions: DataFrame, reporting_currency: str, types: TransactionTypes | None = None
+    transactions: DataFrame,
+    reporting_currency: str,
+    types: TransactionTypes | None = None,
+    row_rules: RowRules | None = None,
 ) -> DataFrame:
     """Adds `kind` (see `transaction_kind`) and `reason` (null: the row is counted).
 
@@ -145,7 +193,9 @@ def with_rejection_reason(
     with_kind = transactions.withColumn("kind", transaction_kind(types or TransactionTypes()))
     if "fx_problem" not in with_kind.columns:
         with_kind = with_kind.withColumns(domestic_only(reporting_currency))
-    return with_kind.withColumn("reason", rejection_reason())
+    if "_malformed" not in with_kind.columns:
+        with_kind = with_kind.withColumn("_malformed", F.lit(None).cast("string"))
+    return with_kind.withColumn("reason", rejection_reason(row_rules))
 
 
 def reason_counts(reason: Column | str = "reason") -> list[Column]:

@@ -45,6 +45,7 @@ def run(spark: SparkSession, tmp_path: Path, rows: list[tuple], *overrides: str)
             f"revenue.fx_rates.path={rates}",
             "revenue.fx_rates.columns={currency: ccy, rate_date: day, rate: to_usd}",
             "revenue.fx_max_staleness_days=2",
+            "quality.max_quarantine_fraction=1",
             *overrides,
         ],
     )
@@ -107,6 +108,7 @@ def test_zero_decimal_reporting_currency_rounds_to_whole_units(
             f"output.path={tmp_path / 'out'}",
             "periods.grains=[month]",
             "revenue.reporting_currency=JPY",
+            "quality.max_quarantine_fraction=1",
             f"revenue.fx_rates.path={rates}",
             "revenue.fx_rates.columns={currency: ccy, rate_date: day, rate: to_usd}",
         ],
@@ -126,7 +128,8 @@ def test_fail_on_missing_fx_writes_nothing(spark: SparkSession, tmp_path: Path) 
     ]
     with pytest.raises(RunError, match=r"1 transaction\(s\) have no usable FX rate"):
         run(spark, tmp_path, rows, "revenue.fail_on_missing_fx=true")
-    assert not (tmp_path / "out" / contract.CUSTOMER_SEGMENTS).exists()
+    segments = DeltaTable(str(tmp_path / "out" / contract.CUSTOMER_SEGMENTS))
+    assert segments.version() == 0 and segments.to_pyarrow_table().num_rows == 0  # created only
 
 
 def test_rates_table_problems_are_named(spark: SparkSession, tmp_path: Path) -> None:

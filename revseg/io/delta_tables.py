@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -104,6 +105,19 @@ def period_predicate(periods: Sequence[str]) -> str:
     return f"`period` IN ({values})"
 
 
+@dataclass(frozen=True)
+class Txn:
+    """Delta's idempotent-write ids: a write whose (app id, version) a table has already
+    committed is skipped. revseg derives both from the work and the run log (see
+    `revseg.io.runs.write_ids`), so only a true retry of the same work matches."""
+
+    app_id: str
+    version: int
+
+    def options(self) -> dict[str, str]:
+        return {"txnAppId": self.app_id, "txnVersion": str(self.version)}
+
+
 def replace_periods(
     frame: DataFrame,
     path: str,
@@ -111,6 +125,7 @@ def replace_periods(
     partition_columns: Sequence[str],
     run_id: str,
     parquet_settings: Mapping[str, str] | None = None,
+    txn: Txn | None = None,
 ) -> int:
     """Replace exactly `periods` of the table with `frame`, in one commit; its version.
 
@@ -126,6 +141,7 @@ def replace_periods(
         .mode("overwrite")
         .option("replaceWhere", predicate)
         .option("userMetadata", run_id)
+        .options(**(txn.options() if txn else {}))
     )
     try:
         with session_settings(frame.sparkSession, parquet_settings or {}):
@@ -138,6 +154,31 @@ def replace_periods(
             ) from None
         raise
     return committed_version(frame.sparkSession, path, run_id)
+
+
+def append_rows(
+    frame: DataFrame,
+    path: str,
+    partition_columns: Sequence[str],
+    run_id: str,
+    txn: Txn | None = None,
+) -> int:
+    """Append `frame` to the table in one commit; its version. Appends read nothing, so
+    concurrent appends do not conflict."""
+    clustered = frame.repartition(*partition_columns) if partition_columns else frame
+    (
+        clustered.write.format("delta")
+        .mode("append")
+        .option("userMetadata", run_id)
+        .options(**(txn.options() if txn else {}))
+        .save(path)
+    )
+    return committed_version(frame.sparkSession, path, run_id)
+
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    """The table's current version."""
+    return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
 
 
 @contextmanager
@@ -166,7 +207,7 @@ def session_settings(spark: SparkSession, settings: Mapping[str, str]) -> Iterat
 def committed_version(spark: SparkSession, path: str, run_id: str) -> int:
     """The version this run committed (found by its run id, not "the latest": another run
     may have committed since)."""
-    history = DeltaTable.forPath(spark, path).history(20)
+    history = DeltaTable.forPath(spark, path).history(100)
     rows = history.where(history.userMetadata == run_id).select("version").collect()
     if not rows:
         raise TableError(f"the commit of run {run_id} is not in the history of {path}")

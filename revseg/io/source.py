@@ -6,11 +6,12 @@ import logging
 from datetime import date
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from revseg.config import InputTable, SourceConfig
-from revseg.conform import quoted
+from revseg.conform import CORRUPT_RECORD, quoted
 from revseg.errors import SourceError
 from revseg.io.paths import qualify
 
@@ -22,17 +23,34 @@ _DEFAULT_OPTIONS = {
 }
 
 
-def read_source(spark: SparkSession, source: InputTable, key: str = "source") -> DataFrame:
+def read_source(
+    spark: SparkSession, source: InputTable, key: str = "source", corrupt_records: bool = False
+) -> DataFrame:
     """The source (or another input table, named by its config `key`) as Spark reads it,
-    with a clear error when the path cannot be read."""
+    with a clear error when the path cannot be read.
+
+    With `corrupt_records`, a CSV or JSON source has the column `_corrupt_record`, holding
+    the text of each line Spark could not parse (PERMISSIVE mode); other lines have null.
+    """
     options = {**_DEFAULT_OPTIONS.get(source.format, {}), **source.options}
     reader = spark.read.format(source.format).options(**options)
     try:
         frame = reader.load(qualify(source.path))
         frame.schema  # noqa: B018 -- resolves the files now, so errors surface here
+        if corrupt_records and source.format in _DEFAULT_OPTIONS:
+            frame = _with_corrupt_record_column(reader, frame, qualify(source.path))
     except AnalysisException as err:
         raise SourceError(_explain_read_error(source, err, key)) from None
     return frame
+
+
+def _with_corrupt_record_column(reader: DataFrameReader, frame: DataFrame, path: str) -> DataFrame:
+    """Re-read with the inferred schema plus `_corrupt_record` (Spark adds it to JSON only
+    when inference met a bad line, and never to CSV)."""
+    if CORRUPT_RECORD in frame.columns:
+        return frame
+    schema = StructType([*frame.schema.fields, StructField(CORRUPT_RECORD, StringType())])
+    return reader.schema(schema).option("columnNameOfCorruptRecord", CORRUPT_RECORD).load(path)
 
 
 def prune_to_days(frame: DataFrame, source: SourceConfig, first: date, last: date) -> DataFrame:

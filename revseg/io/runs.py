@@ -1,0 +1,134 @@
+"""The run log: one row per run in the `runs` Delta table, and reads through it.
+
+A run appends its row last, after every table it writes has committed, so a reader who
+trusts the log (`latest_complete`) never sees half a run. The log also gives each run its
+Delta transaction ids: the work key (config, request, input files) and the log's version
+when the run started. A retry of a run that died before logging matches both, so Delta
+skips the commits it already made; any logged run in between changes the version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from revseg import contract
+from revseg.errors import TableError
+from revseg.io import paths
+from revseg.io.delta_tables import Txn, append_rows, ensure_table, latest_version
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+
+def runs_path(output_path: str) -> str:
+    return paths.join(output_path, contract.RUNS)
+
+
+def ensure_runs_table(spark: SparkSession, output_path: str) -> int:
+    """Create the run log if absent; its current version."""
+    path = runs_path(output_path)
+    ensure_table(spark, path, contract.RUNS_SCHEMA, ())
+    return latest_version(spark, path)
+
+
+def work_key(config_hash: str, requested: str, input_files: Sequence[str], version: str) -> str:
+    """What a run computes from: the same key means the same config, request and files."""
+    canonical = json.dumps(
+        {
+            "config": config_hash,
+            "requested": requested,
+            "files": sorted(input_files),
+            "revseg": version,
+        },
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def write_ids(key: str, log_version: int) -> tuple[str, Txn]:
+    """The run id and Delta transaction ids of a run of `key` that starts when the run log
+    is at `log_version`. A retry after a crash gets the same ones (nothing was logged in
+    between); after any logged run (even the same work's) they differ."""
+    run_id = f"r{log_version + 1:06d}-{key[:10]}"
+    return run_id, Txn(app_id=f"revseg-{key[:32]}", version=log_version + 1)
+
+
+def append_run(spark: SparkSession, output_path: str, row: dict[str, Any]) -> int:
+    """Log one run (a dict with the `runs` columns); the log's version after it."""
+    frame = spark.createDataFrame(
+        [tuple(row.get(f.name) for f in contract.RUNS_SCHEMA.fields)], contract.RUNS_SCHEMA
+    )
+    return append_rows(frame.coalesce(1), runs_path(output_path), (), row["run_id"])
+
+
+def read_runs(spark: SparkSession, output_path: str) -> DataFrame:
+    path = runs_path(output_path)
+    try:
+        return spark.read.format("delta").load(path)
+    except Exception:
+        raise TableError(
+            f"no run log at {path}: no revseg run has written to output.path {output_path} yet"
+        ) from None
+
+
+def recent_runs(spark: SparkSession, output_path: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest runs, newest first."""
+    frame = read_runs(spark, output_path).orderBy(F.col("finished_at").desc()).limit(limit)
+    return [row.asDict(recursive=True) for row in frame.collect()]
+
+
+def last_succeeded(spark: SparkSession, output_path: str) -> dict[str, Any] | None:
+    rows = (
+        read_runs(spark, output_path)
+        .where(F.col("status") == SUCCEEDED)
+        .orderBy(F.col("finished_at").desc())
+        .limit(1)
+        .collect()
+    )
+    return rows[0].asDict(recursive=True) if rows else None
+
+
+def unchanged_since(
+    spark: SparkSession, output_path: str, key: str, tables: Sequence[str]
+) -> dict[str, Any] | None:
+    """The last successful run of the same work, if no table it wrote has changed since:
+    re-running it would write the same contents again."""
+    run = last_succeeded(spark, output_path)
+    if run is None or run["work_key"] != key:
+        return None
+    for table in tables:
+        recorded = (run["table_versions"] or {}).get(table)
+        path = paths.join(output_path, table)
+        if recorded is None or latest_version(spark, path) != recorded:
+            return None
+    return run
+
+
+def latest_complete(spark: SparkSession, output_path: str, table: str) -> DataFrame:
+    """`table` as the last successful run left it: read at the version that run logged.
+
+    Commits of a later run that has not (yet) logged success stay invisible.
+    """
+    run = last_succeeded(spark, output_path)
+    if run is None:
+        raise TableError(f"no successful run is logged under {output_path}")
+    version = (run["table_versions"] or {}).get(table)
+    if version is None:
+        raise TableError(f"the last successful run ({run['run_id']}) did not write {table}")
+    path = paths.join(output_path, table)
+    return spark.read.format("delta").option("versionAsOf", version).load(path)
+
+
+def now_utc() -> datetime:
+    """The clock, read at the edge for the log's started/finished times only."""
+    from datetime import timezone
+
+    return datetime.now(timezone.utc)
