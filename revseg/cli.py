@@ -10,11 +10,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from revseg import __version__
+from revseg.contract import ALL_TABLES
 from revseg.errors import ConfigError, RevsegError
 
 logger = logging.getLogger("revseg")
@@ -47,7 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key by its dotted path, value as YAML (repeatable)",
     )
+    run.add_argument(
+        "--as-of",
+        dest="as_of",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="rows after this day (in periods.timezone) are quarantined as after_as_of_date "
+        "(default: today there)",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, tracebacks")
+
+    runs = commands.add_parser("runs", help="list recent runs from the run log")
+    _config_arguments(runs)
+    runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+
+    vacuum = commands.add_parser(
+        "vacuum", help="delete files that no current table version uses (Delta VACUUM)"
+    )
+    _config_arguments(vacuum)
+    vacuum.add_argument(
+        "--retain-hours",
+        type=float,
+        default=None,
+        help="keep files removed less than this many hours ago (default: each table's "
+        "delta.deletedFileRetentionDuration, 7 days)",
+    )
 
     generate = commands.add_parser("generate", help="write a sample transaction lake")
     generate.add_argument("--output", required=True, help="where to write the lake")
@@ -84,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help=f"YAML config file (default: {DEFAULT_CONFIG})")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. output.path=/data/out",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
@@ -92,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "runs":
+            return _runs(args)
+        if args.command == "vacuum":
+            return _vacuum(args)
     except RevsegError as err:
         print(f"revseg: error: {err}", file=sys.stderr)
         return EXIT_ERROR
@@ -156,9 +199,36 @@ def _run(args: argparse.Namespace) -> int:
     first, last = _month(args.first, "--from"), _month(args.last, "--to")
     if first and last and last < first:
         raise ConfigError(f"--to {last} is before --from {first}")
+    as_of = args.as_of or datetime.now(ZoneInfo(config.periods.timezone)).date()
     spark = get_session(config.spark)
-    result = run_segmentation(spark, config, first, last)
+    result = run_segmentation(spark, config, first, last, as_of=as_of)
     print(format_summary(result, config))
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from revseg.io.runs import recent_runs
+    from revseg.session import get_session
+    from revseg.summary import format_runs
+
+    config = _load(args)
+    spark = get_session(config.spark)
+    print(format_runs(recent_runs(spark, config.output.path, args.limit)))
+    return 0
+
+
+def _vacuum(args: argparse.Namespace) -> int:
+    from revseg.io.delta_tables import vacuum_table
+    from revseg.pipeline import table_path
+    from revseg.session import get_session
+
+    config = _load(args)
+    spark = get_session(config.spark)
+    for name in ALL_TABLES:
+        path = table_path(config, name)
+        removed = vacuum_table(spark, path, args.retain_hours)
+        if removed is not None:
+            print(f"{path}: {removed} unused file(s) deleted")
     return 0
 
 

@@ -13,12 +13,19 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
+    AtomicType,
+    BinaryType,
     ByteType,
     DataType,
     DateType,
     DecimalType,
     IntegerType,
+    LongType,
+    NumericType,
     ShortType,
+    StringType,
+    StructType,
+    TimestampNTZType,
     TimestampType,
 )
 
@@ -73,6 +80,31 @@ def resolve_columns(
                 f"{source_path}; its columns are: {', '.join(sorted(available))}"
             )
     return resolved
+
+
+def check_column_types(schema: StructType, columns: Mapping[str, str], source_path: str) -> None:
+    """Each mapped source column has a type its canonical column can be read from: nested
+    and binary columns cannot be, and would otherwise fail deep inside Spark."""
+    types = {f.name: f.dataType for f in schema.fields}
+    for canonical, column in columns.items():
+        found = types[column]
+        target = CANONICAL_TYPES[canonical]
+        if isinstance(target, TimestampType):
+            ok = isinstance(found, TimestampType | TimestampNTZType | DateType | StringType)
+            wanted = "a timestamp, date or text"
+        elif isinstance(target, DecimalType | LongType):
+            ok = isinstance(found, NumericType | StringType)
+            wanted = "a number or text"
+        else:
+            ok = isinstance(found, AtomicType) and not isinstance(found, BinaryType)
+            wanted = "text or a number"
+        if not ok:
+            raise SourceError(
+                f"column {column!r} of the source {source_path} is of type "
+                f"{found.simpleString()}; revseg reads it as {canonical} "
+                f"({target.simpleString()}), which needs {wanted}: map "
+                f"source.columns.{canonical} to another column, or fix the source"
+            )
 
 
 def cast_is_exact(source_type: DataType, canonical: str) -> bool:

@@ -128,6 +128,9 @@ RUNS_SCHEMA = StructType(
     ]
 )
 
+# Every table revseg writes under output.path.
+ALL_TABLES = (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS, RUNS)
+
 # Columns every period row carries besides the metrics; used to order and key joins.
 PERIOD_KEYS = ("period_grain", "period")
 

@@ -35,7 +35,7 @@ from pyspark.sql.types import (
 
 from revseg import __version__, contract
 from revseg.config import METRIC_SOURCE_COLUMNS, Config
-from revseg.conform import conform_transactions, resolve_columns
+from revseg.conform import check_column_types, conform_transactions, resolve_columns
 from revseg.errors import ConcurrentWriteError, RunError
 from revseg.fx import check_rates, conform_rates, convert, effective_rates, first_rate_dates
 from revseg.io import paths
@@ -58,7 +58,7 @@ from revseg.io.runs import (
     work_key,
     write_ids,
 )
-from revseg.io.source import prune_to_days, read_source
+from revseg.io.source import explain_read_failure, prune_to_days, read_source
 from revseg.metrics import (
     MEASURE_COLUMNS,
     TOP_DIMENSIONS,
@@ -307,7 +307,8 @@ def run_segmentation(
 
     # The source and its columns first: a run that cannot read them touches no table.
     source = _read_pruned(spark, config, plan)
-    resolve_columns(source.columns, config.source.columns, config.source.path)
+    columns = resolve_columns(source.columns, config.source.columns, config.source.path)
+    check_column_types(source.schema, columns, config.source.path)
     # Every table up front: a foreign table at output.path stops the run before any work.
     log_version = ensure_runs_table(spark, config.output.path)
     _ensure_outputs(spark, config)
@@ -337,7 +338,10 @@ def run_segmentation(
             spark, config, grains, plan, source, row_rules(config, as_of), log, txn, timer
         )
     except Exception as err:
-        log.write_failure(spark, err)
+        clear = explain_read_failure(err)
+        log.write_failure(spark, clear or err)
+        if clear is not None:
+            raise clear from None
         raise
     log.write(spark, SUCCEEDED, result=result)
     logger.info("run %s succeeded: %s", run_id, result.counts)

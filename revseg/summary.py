@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from revseg.config import NO_REVENUE_SEGMENT, Config
-from revseg.contract import CUSTOMER_SEGMENTS, TIER_BOUNDARIES
+from revseg.contract import CUSTOMER_SEGMENTS, QUARANTINED_TRANSACTIONS, RUNS, TIER_BOUNDARIES
+from revseg.io.runs import SKIPPED
 from revseg.pipeline import RunResult
 from revseg.quality import ROW_REASONS
 
@@ -16,6 +17,14 @@ PERIODS_SHOWN = 3
 
 def format_summary(result: RunResult, config: Config, periods_shown: int = PERIODS_SHOWN) -> str:
     """Periods written, customers and revenue share per tier, where the tables are."""
+    if result.status == SKIPPED:
+        return (
+            f"revseg run {result.run_id} skipped: the same config and input as run "
+            f"{result.same_as}, and its tables are unchanged since; nothing was written.\n"
+            f"tables: {result.output_path} (versions "
+            + ", ".join(f"{t} {v}" for t, v in sorted(result.table_versions.items()))
+            + ")"
+        )
     segments = [level.name for level in config.tiers.levels] + [NO_REVENUE_SEGMENT]
     lines = [f"revseg run {result.run_id} succeeded", ""]
     by_period: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -58,9 +67,11 @@ def format_summary(result: RunResult, config: Config, periods_shown: int = PERIO
     if money:
         lines.append(money)
     lines.append("tables:")
-    for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES):
+    for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS):
         version = result.table_versions.get(name)
-        lines.append(f"  {result.table_path(name)}  (Delta version {version})")
+        if version is not None:
+            lines.append(f"  {result.table_path(name)}  (Delta version {version})")
+    lines.append(f"  run logged in {result.table_path(RUNS)}")
     timing = ", ".join(f"{stage} {sec:.1f}s" for stage, sec in result.stage_seconds.items())
     lines.append(f"stages: {timing}")
     return "\n".join(lines)
@@ -77,10 +88,11 @@ def _cell(row: dict[str, Any] | None) -> str:
 
 def _counts_line(counts: dict[str, int]) -> str:
     rejected = {r: counts.get(r, 0) for r in ROW_REASONS if counts.get(r, 0)}
+    duplicates = counts.get("duplicate", 0)
     parts = [
         f"rows read {counts.get('input_rows', 0):,}",
         f"counted {counts.get('valid_rows', 0):,}",
-        f"duplicates dropped {counts.get('duplicate', 0):,}",
+        f"duplicates dropped {duplicates:,}",
         f"outside the months {counts.get('outside_range', 0):,}",
     ]
     if rejected:
@@ -103,3 +115,28 @@ def _money_line(counts: dict[str, int], reporting_currency: str) -> str | None:
     if counts.get("converted_rows"):
         parts.append(f"rows converted to {reporting_currency} {counts['converted_rows']:,}")
     return "; ".join(parts) or None
+
+
+def format_runs(runs: list[dict[str, Any]]) -> str:
+    """The run log as a terminal table, newest first."""
+    if not runs:
+        return "no runs logged yet"
+    header = (
+        f"{'run_id':<20} {'status':<10} {'started (UTC)':<20} {'secs':>6} "
+        f"{'rows in':>12} {'valid':>12} {'quarantined':>12} {'periods':>8}  requested / error"
+    )
+    lines = [header]
+    for run in runs:
+        seconds = (run["finished_at"] - run["started_at"]).total_seconds()
+        detail = run["error"] or run["requested"]
+        lines.append(
+            f"{run['run_id']:<20} {run['status']:<10} {run['started_at']:%Y-%m-%d %H:%M:%S}  "
+            f"{seconds:>6.0f} {_number(run['input_rows']):>12} {_number(run['valid_rows']):>12} "
+            f"{_number(run['quarantined_rows']):>12} {len(run['periods_written'] or []):>8}  "
+            f"{detail[:100]}"
+        )
+    return "\n".join(lines)
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"

@@ -212,3 +212,33 @@ def committed_version(spark: SparkSession, path: str, run_id: str) -> int:
     if not rows:
         raise TableError(f"the commit of run {run_id} is not in the history of {path}")
     return int(max(row["version"] for row in rows))
+
+
+def vacuum_table(spark: SparkSession, path: str, retain_hours: float | None = None) -> int | None:
+    """Delete the files no current version of the table uses (left by failed or killed
+    writes, or replaced more than the retention ago); how many. None: no table there."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    before = _data_files(spark, path)
+    table = DeltaTable.forPath(spark, path)
+    if retain_hours is None:
+        table.vacuum()
+    else:
+        # A retention below Delta's safety minimum must be asked for explicitly.
+        check = "spark.databricks.delta.retentionDurationCheck.enabled"
+        with session_settings(spark, {check: "false"}):
+            table.vacuum(retain_hours)
+    return before - _data_files(spark, path)
+
+
+def _data_files(spark: SparkSession, path: str) -> int:
+    """Parquet files under the table's directory (committed or not)."""
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(path)  # type: ignore[union-attr]
+    fs = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
+    files = fs.listFiles(jvm_path, True)
+    count = 0
+    while files.hasNext():
+        name = files.next().getPath().toString()
+        if name.endswith(".parquet") and "/_delta_log/" not in name:
+            count += 1
+    return count

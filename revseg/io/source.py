@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date
 
 from pyspark.errors import AnalysisException
@@ -13,7 +14,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 from revseg.config import InputTable, SourceConfig
 from revseg.conform import CORRUPT_RECORD, quoted
 from revseg.errors import SourceError
-from revseg.io.paths import qualify
+from revseg.io.paths import qualify, redact
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +91,34 @@ def _explain_read_error(source: InputTable, err: AnalysisException, key: str) ->
     if source.format == "delta" and "DELTA_MISSING_DELTA_TABLE" in condition:
         return f"{key}.path {source.path!r} is not a Delta table ({key}.format is delta)"
     return f"cannot read {key}.path {source.path!r} as {source.format}: {first_line}"
+
+
+_FAILED_FILE = re.compile(
+    r"\[FAILED_READ_FILE\.(?P<kind>[A-Z_]+)\][^\n]*?reading file (?P<file>\S+?)\.?\s"
+)
+_TYPE_MISMATCH = re.compile(
+    r"Parquet column \[(?P<column>[^\]]+)\]\. Expected Spark type (?P<expected>\S+?), "
+    r"actual Parquet type (?P<actual>\S+?)\."
+)
+
+
+def explain_read_failure(err: Exception, key: str = "source") -> SourceError | None:
+    """A clear error for a job that failed reading a file of the source (a corrupt file, or
+    one whose column types differ from the rest); None for any other failure."""
+    text = str(err)
+    found = _FAILED_FILE.search(text)
+    if found is None:
+        return None
+    path = redact(found.group("file"))
+    mismatch = _TYPE_MISMATCH.search(text)
+    if mismatch is not None:
+        return SourceError(
+            f"{key}: the file {path} stores column {mismatch.group('column')!r} as "
+            f"{mismatch.group('actual')}, while the source's schema (from its other files) has "
+            f"{mismatch.group('expected')}: the schema drifts between partitions. Rewrite that "
+            "file with the common type; nothing was written"
+        )
+    return SourceError(
+        f"{key}: cannot read the file {path} ({found.group('kind').lower()}: corrupt, "
+        "truncated or not in the source's format). Remove or replace it; nothing was written"
+    )
