@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from revseg import __version__
 from revseg.contract import ALL_TABLES
 from revseg.errors import ConfigError, RevsegError
+from revseg.io.paths import redact
 
 logger = logging.getLogger("revseg")
 
@@ -136,14 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "vacuum":
             return _vacuum(args)
     except RevsegError as err:
-        print(f"revseg: error: {err}", file=sys.stderr)
+        print(f"revseg: error: {redact(str(err))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("revseg: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # anything else: one line, the traceback only with --verbose
         logger.debug("unexpected error", exc_info=True)
-        first_line = (str(err).strip().splitlines() or [""])[0]
+        first_line = redact((str(err).strip().splitlines() or [""])[0])
         print(
             f"revseg: error: {type(err).__name__}: {first_line} "
             "(run with --verbose for the full traceback)",

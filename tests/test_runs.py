@@ -160,3 +160,12 @@ def test_runs_command_lists_the_log(
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("run_id") and len(lines) == 3
     assert "skipped" in lines[1] and "succeeded" in lines[2]  # newest first
+
+
+def test_credentials_are_taken_out_of_paths_and_errors() -> None:
+    from revseg.io.paths import redact
+
+    assert redact("s3a://AKIAXYZ:s3cr3t@bucket/lake") == "s3a://***@bucket/lake"
+    message = "cannot read abfss://c@acct.dfs.core.windows.net/x?sv=1&sig=abc%2F&se=2"
+    assert redact(message) == "cannot read abfss://c@acct.dfs.core.windows.net/x?sv=1&sig=***&se=2"
+    assert redact("/data/lake/transactions") == "/data/lake/transactions"

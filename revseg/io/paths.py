@@ -23,12 +23,13 @@ def join(base: str, name: str) -> str:
     return f"{qualify(base).rstrip('/')}/{name}"
 
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
 _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|sas|token|secret|key|password)=[^&\s]+")
 
 
 def redact(text: str) -> str:
     """Text with credentials taken out of any URI in it (`s3a://KEY:SECRET@bucket`, SAS
-    tokens in query strings): for logs, the run log and error messages."""
+    tokens in query strings): for logs, the run log and error messages. `container@account`
+    (abfss, wasbs) names no secret and stays."""
     text = _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
     return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", text)

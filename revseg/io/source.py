@@ -64,7 +64,7 @@ def prune_to_days(frame: DataFrame, source: SourceConfig, first: date, last: dat
         logger.warning(
             "source %s has no date partition column %r (source.date_partition): "
             "the whole source is read and filtered row by row",
-            source.path,
+            redact(source.path),
             column,
         )
         return frame

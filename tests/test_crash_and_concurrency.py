@@ -1,0 +1,200 @@
+"""Real processes: `revseg run` killed at several points of its work, and two runs at once.
+
+Each run is a `python -m revseg run` subprocess with its own JVM, as a scheduler would
+start it. After a kill every table must read back whole at a committed version (delta-rs),
+the next run must succeed without duplicate rows, and `revseg vacuum` must remove the
+files that the killed run left outside any table version.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+
+from revseg import contract
+from revseg.config import Config, load_config
+from revseg.io.delta_tables import vacuum_table
+from revseg.pipeline import run_segmentation
+from revseg.sample import SampleSpec, sample_transactions
+from tests.conftest import write_lake
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = SampleSpec(
+    rows=40_000,
+    customers=2_000,
+    start=date(2023, 1, 1),
+    end=date(2024, 12, 31),
+    seed=11,
+    plain=True,
+)
+DATA_TABLES = (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES)
+
+
+@pytest.fixture(scope="module")
+def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("crash")
+    return write_lake(sample_transactions(spark, SPEC), root / "transactions")
+
+
+def revseg(lake: str, out: Path, *args: str) -> list[str]:
+    """The command line of a small local run: one core, no UI, little memory."""
+    settings = {
+        "source.path": lake,
+        "output.path": str(out),
+        "periods.grains": "[month, year]",
+        "quality.max_quarantine_fraction": "1",
+        "spark.spark.master": "local[1]",
+        "spark.spark.sql.shuffle.partitions": "2",
+        "spark.spark.ui.enabled": "false",
+        "spark.spark.driver.memory": "1g",
+    }
+    sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
+    return [sys.executable, "-m", "revseg", "run", *sets, *args]
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def commit_file(out: Path, table: str, version: int) -> Path:
+    return out / table / "_delta_log" / f"{version:020d}.json"
+
+
+def data_files_on_disk(path: Path) -> set[str]:
+    return {
+        str(p.relative_to(path)) for p in path.rglob("*.parquet") if "_delta_log" not in p.parts
+    }
+
+
+def check_whole(out: Path) -> None:
+    """Every table reads back at its committed version, with no duplicate rows."""
+    for table in DATA_TABLES:
+        rows = DeltaTable(str(out / table)).to_pyarrow_table().to_pylist()
+        if table == contract.CUSTOMER_SEGMENTS:
+            keys = Counter((r["customer_id"], r["period"]) for r in rows)
+            assert not [k for k, n in keys.items() if n > 1], "duplicate customer rows"
+        else:
+            keys = Counter((r["period"], r["segment"]) for r in rows)
+            assert not [k for k, n in keys.items() if n > 1], "duplicate boundary rows"
+
+
+# When to kill: a condition on the output directory, checked every 20 ms.
+KILL_POINTS: dict[str, Callable[[Path], bool]] = {
+    "while computing": lambda out: commit_file(out, contract.CUSTOMER_SEGMENTS, 0).exists(),
+    "while writing segments": lambda out: bool(
+        data_files_on_disk(out / contract.CUSTOMER_SEGMENTS)
+    ),
+    "after the segments commit": lambda out: commit_file(
+        out, contract.CUSTOMER_SEGMENTS, 1
+    ).exists(),
+    "after the boundaries commit": lambda out: commit_file(
+        out, contract.TIER_BOUNDARIES, 1
+    ).exists(),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_killed_run_leaves_whole_tables_and_the_next_run_repairs(
+    spark: SparkSession, lake: str, tmp_path: Path, point: str
+) -> None:
+    out = tmp_path / "out"
+    process = start(revseg(lake, out), tmp_path / "killed.log")
+    deadline = time.monotonic() + 240
+    while not KILL_POINTS[point](out):
+        assert process.poll() is None, f"the run ended before {point}"
+        assert time.monotonic() < deadline, f"never reached {point}"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    check_whole(out)
+    log = out / contract.RUNS
+    assert DeltaTable(str(log)).to_pyarrow_table().num_rows == 0  # a killed run logs nothing
+
+    # The next run (here in the test's own session) finishes the work.
+    result = run_segmentation(spark, config(lake, out))
+    assert result.status == "succeeded"
+    check_whole(out)
+    runs = DeltaTable(str(log)).to_pyarrow_table().to_pylist()
+    assert [r["status"] for r in runs] == ["succeeded"]
+    assert runs[0]["input_rows"] == runs[0]["valid_rows"] == SPEC.rows
+
+    # Files the killed run wrote but never committed belong to no version; vacuum them.
+    for table in DATA_TABLES:
+        path = out / table
+        vacuum_table(spark, str(path), retain_hours=0)
+        current = {Path(uri.removeprefix("file://")) for uri in DeltaTable(str(path)).file_uris()}
+        assert {path / f for f in data_files_on_disk(path)} == current
+
+
+def config(lake: str, out: Path, *more: str) -> Config:
+    """The same settings as the subprocess runs (`revseg`), for an in-process run."""
+    return load_config(
+        None,
+        [
+            f"source.path={lake}",
+            f"output.path={out}",
+            "periods.grains=[month, year]",
+            "quality.max_quarantine_fraction=1",
+            *more,
+        ],
+    )
+
+
+TWO_TIERS = "tiers.levels=[{name: top, fraction: 0.5}, {name: rest, fraction: 1.0}]"
+
+
+def finish(process: subprocess.Popen[bytes], log: Path) -> tuple[int, str]:
+    code = process.wait(timeout=300)
+    return code, log.read_text(errors="replace")
+
+
+def test_runs_on_disjoint_periods_both_commit(
+    spark: SparkSession, lake: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    run_segmentation(spark, config(lake, out))  # the tables exist, as on any later night
+    first = start(revseg(lake, out, "--from", "2023-03", "--to", "2023-03"), tmp_path / "a.log")
+    second = start(revseg(lake, out, "--from", "2024-05", "--to", "2024-05"), tmp_path / "b.log")
+    for process, name in ((first, "a.log"), (second, "b.log")):
+        code, text = finish(process, tmp_path / name)
+        assert code == 0, text[-2000:]
+    check_whole(out)
+    statuses = [
+        r["status"] for r in DeltaTable(str(out / contract.RUNS)).to_pyarrow_table().to_pylist()
+    ]
+    assert statuses == ["succeeded"] * 3
+
+
+def test_runs_on_the_same_period_never_mix(spark: SparkSession, lake: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_segmentation(spark, config(lake, out))
+    month = ("--from", "2024-05", "--to", "2024-05")
+    first = start(revseg(lake, out, *month), tmp_path / "a.log")
+    second = start(revseg(lake, out, *month, "--set", TWO_TIERS), tmp_path / "b.log")
+    results = [finish(first, tmp_path / "a.log"), finish(second, tmp_path / "b.log")]
+    for code, text in results:
+        # either both commit one after the other, or the later one is told to retry
+        assert code == 0 or (
+            code == 2 and "for period(s)" in text and "2024-05" in text and "Retry" in text
+        ), text[-2000:]
+    check_whole(out)
+    default = {"platinum", "gold", "silver", "bronze", "no_revenue"}
+    two = {"top", "rest", "no_revenue"}
+    for table in DATA_TABLES:
+        frame = DeltaTable(str(out / table)).to_pyarrow_table().to_pylist()
+        names = {r["segment"] for r in frame if r["period"] in ("2024-05", "2024")}
+        assert names <= default or names <= two, f"{table} holds both runs' rows: {names}"
