@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -225,7 +226,9 @@ class RunLog:
             row["written_revenue"] = written_revenue(result) or None
         for table in (*OUTPUT_TABLES, contract.QUARANTINED_TRANSACTIONS):
             # the version a reader of this run's results should read
-            tables.setdefault(table, latest_version(spark, table_path(self.config, table)))
+            path = table_path(self.config, table)
+            if table not in tables and DeltaTable.isDeltaTable(spark, path):
+                tables[table] = latest_version(spark, path)
         row["table_versions"] = tables
         append_run(spark, self.config.output.path, row)
 
@@ -497,6 +500,7 @@ def _write_quarantine(
         written, F.count(F.lit(1)).alias("rows")
     )
     path = table_path(config, contract.QUARANTINED_TRANSACTIONS)
+    ensure_table(spark, path, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
     version = append_rows(records, path, contract.QUARANTINE_PARTITIONS, log.run_id, txn)
     expected = quarantined_count(config, counts)
     got = int(written.get.get("rows", 0)) if written.get else expected  # none: a retry's no-op
@@ -524,12 +528,9 @@ def _ensure_outputs(spark: SparkSession, config: Config) -> None:
         contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, groups),
         contract.TIER_BOUNDARIES_PARTITIONS,
     )
-    ensure_table(
-        spark,
-        table_path(config, contract.QUARANTINED_TRANSACTIONS),
-        contract.QUARANTINE_SCHEMA,
-        contract.QUARANTINE_PARTITIONS,
-    )
+    quarantine = table_path(config, contract.QUARANTINED_TRANSACTIONS)
+    if DeltaTable.isDeltaTable(spark, quarantine):  # else created by the first run that needs it
+        ensure_table(spark, quarantine, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
 
 
 def _input_files(spark: SparkSession, config: Config, source: DataFrame) -> list[str]:
