@@ -43,8 +43,10 @@ def raw_name(canonical: str) -> str:
 
 
 def quoted(name: str) -> Column:
-    """A column by its exact name: dots and other characters are not interpreted."""
-    return F.col(f"`{name}`")
+    """A column by its exact name: dots, backticks and other characters are not
+    interpreted (a backtick in the name is doubled, as Spark's quoting requires)."""
+    escaped = name.replace("`", "``")
+    return F.col(f"`{escaped}`")
 
 
 def find_column(available: list[str], wanted: str) -> str | None:

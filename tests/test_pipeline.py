@@ -676,3 +676,27 @@ def test_top_channel_and_category_with_shares(spark: SparkSession, tmp_path: Pat
         ("b", "2024-01"): b_january,
         ("b", "2024-Q1"): b_january,
     }
+
+
+def test_source_column_names_are_quoted_whatever_they_hold(spark: SparkSession) -> None:
+    from revseg.conform import conform_transactions, resolve_columns
+
+    frame = spark.createDataFrame(
+        [("t1", "a", datetime(2024, 1, 5), "12.50", "USD")],
+        "`tx.id` string, `cust``no` string, ts timestamp, `net amount` string, ccy string",
+    )
+    mapping = {
+        "transaction_id": "tx.id",
+        "customer_id": "cust`no",
+        "transaction_ts": "ts",
+        "amount": "net amount",
+        "currency": "ccy",
+    }
+    columns = resolve_columns(frame.columns, mapping, "memory")
+    row = conform_transactions(frame, columns).first()
+    assert row is not None
+    assert (row["transaction_id"], row["customer_id"], row["amount"]) == (
+        "t1",
+        "a",
+        Decimal("12.50"),
+    )
