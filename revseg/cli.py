@@ -42,14 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--from", dest="first", metavar="YYYY-MM", help="first month to compute")
     run.add_argument("--to", dest="last", metavar="YYYY-MM", help="last month to compute")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key by its dotted path, value as YAML (repeatable)",
-    )
+    _set_argument(run, "override a config key by its dotted path, value as YAML (repeatable)")
     run.add_argument(
         "--as-of",
         dest="as_of",
@@ -99,13 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where to write the FX rates table (default: fx_rates beside --output)",
     )
-    generate.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides for the Spark session, e.g. spark.spark.driver.memory=4g",
+    _set_argument(
+        generate, "config overrides for the Spark session, e.g. spark.spark.driver.memory=4g"
     )
     generate.add_argument("--verbose", "-v", action="store_true")
     return parser
@@ -113,15 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help=f"YAML config file (default: {DEFAULT_CONFIG})")
+    _set_argument(parser, "override a config key, e.g. output.path=/data/out")
+    parser.add_argument("--verbose", "-v", action="store_true")
+
+
+def _set_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """`--set KEY=VALUE`, repeatable: config overrides by dotted key."""
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key, e.g. output.path=/data/out",
+        help=help_text,
     )
-    parser.add_argument("--verbose", "-v", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
