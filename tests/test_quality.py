@@ -253,3 +253,55 @@ def test_malformed_json_lines_are_quarantined(spark: SparkSession, tmp_path: Pat
     assert row["reason"] == "malformed" and row["source_record"].startswith(
         '{"transaction_id": "j2"'
     )
+
+
+def test_every_row_and_cent_reconciles_with_five_percent_faults(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A generated lake with about 1% each of five faults: every row is counted or
+    quarantined with the fault's reason, and the revenue written is the clean rows' sum."""
+    from revseg.sample import SampleSpec, sample_transactions
+
+    spec = SampleSpec(
+        rows=5000, customers=300, start=date(2024, 1, 1), end=date(2024, 1, 31), seed=4, plain=True
+    )
+    clean = sample_transactions(spark, spec).withColumn(
+        "fault", F.pmod(F.xxhash64("transaction_id"), F.lit(100))
+    )
+    fault = F.col("fault")
+    faulty = clean.withColumns(
+        {
+            "customer_id": F.when(fault == 0, F.lit(None)).otherwise(F.col("customer_id")),
+            "amount": F.when(fault == 1, F.lit(None)).otherwise(F.col("amount")),
+            "transaction_ts": F.when(fault == 2, F.lit(None)).otherwise(F.col("transaction_ts")),
+            "currency": F.when(fault == 3, F.lit("XYZ")).otherwise(F.col("currency")),
+        }
+    )
+    copies = faulty.where(fault == 4)  # delivered twice
+    lake = write_lake(faulty.unionByName(copies).drop("fault"), tmp_path / "lake")
+    reasons = ["missing_customer_id", "missing_amount", "missing_timestamp", "missing_fx_rate"]
+    tally = clean.agg(
+        *[F.count(F.when(fault == k, 1)).alias(r) for k, r in enumerate(reasons)],
+        F.count(F.when(fault == 4, 1)).alias("duplicate"),
+        F.sum(F.when(fault >= 4, F.col("amount"))).alias("clean_revenue"),
+    ).first()
+    assert tally is not None
+    expected = {r: tally[r] for r in (*reasons, "duplicate")}
+    clean_revenue = tally["clean_revenue"]
+    assert 0.04 < sum(expected.values()) / spec.rows < 0.07
+
+    out = tmp_path / "out"
+    result = run_segmentation(
+        spark, config(lake, out, "quality.max_quarantine_fraction=0.1", fmt="parquet")
+    )
+    counts = result.counts
+    assert {r: counts[r] for r in expected} == expected
+    quarantined = read(out / contract.QUARANTINED_TRANSACTIONS)
+    by_reason = {r: sum(q["reason"] == r for q in quarantined) for r in expected}
+    assert by_reason == expected and len(quarantined) == sum(expected.values())
+    assert counts["input_rows"] == spec.rows + expected["duplicate"]
+    assert counts["input_rows"] == counts["valid_rows"] + len(quarantined)
+    written = sum(r["revenue"] for r in read(out / contract.CUSTOMER_SEGMENTS))
+    assert written == clean_revenue  # to the cent
+    run = last_run(out)
+    assert dict(run["valid_revenue"])["month"] == dict(run["written_revenue"])["month"] == written
