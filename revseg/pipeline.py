@@ -501,9 +501,14 @@ def _write_quarantine(
     )
     path = table_path(config, contract.QUARANTINED_TRANSACTIONS)
     ensure_table(spark, path, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
+    before = latest_version(spark, path)
     version = append_rows(records, path, contract.QUARANTINE_PARTITIONS, log.run_id, txn)
+    if version <= before:
+        # A retry: Delta skipped the append (same txn ids) and the commit found is the
+        # crashed attempt's. The frame never ran, so there is no observation to wait for.
+        return version
     expected = quarantined_count(config, counts)
-    got = int(written.get.get("rows", 0)) if written.get else expected  # none: a retry's no-op
+    got = int(written.get.get("rows", 0))
     if got != expected:
         raise RunError(
             f"reconciliation failed: the first pass counted {expected:,} rows to quarantine, "

@@ -22,13 +22,16 @@ from revseg.pipeline import RunLog, run_segmentation
 from tests.conftest import write_lake
 
 
-def rows_lake(spark: SparkSession, path: Path) -> str:
+def rows_lake(spark: SparkSession, path: Path, bad_row: bool = False) -> str:
+    """Four good sales in two months (and, if asked, one row without a customer)."""
     rows = [
         ("t1", "a", datetime(2024, 1, 5, 10), Decimal("100.00")),
         ("t2", "b", datetime(2024, 1, 9, 10), Decimal("40.00")),
         ("t3", "a", datetime(2024, 2, 3, 10), Decimal("70.00")),
         ("t4", "c", datetime(2024, 2, 4, 10), Decimal("5.00")),
     ]
+    if bad_row:
+        rows.append(("t5", None, datetime(2024, 2, 6, 10), Decimal("9.00")))
     frame = spark.createDataFrame(
         rows,
         "transaction_id string, customer_id string, transaction_ts timestamp, amount decimal(18,2)",
@@ -81,9 +84,9 @@ def test_a_b_a_leaves_a_results(spark: SparkSession, tmp_path: Path) -> None:
 def test_retry_after_a_crash_between_commits_finishes_without_doubling(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lake = rows_lake(spark, tmp_path / "lake")
+    lake = rows_lake(spark, tmp_path / "lake", bad_row=True)
     out = tmp_path / "out"
-    cfg = config(lake, out)
+    cfg = config(lake, out, "quality.max_quarantine_fraction=1")
     real_replace = delta_tables.replace_periods
     calls: list[str] = []
 
@@ -102,9 +105,14 @@ def test_retry_after_a_crash_between_commits_finishes_without_doubling(
     assert not logged(out)  # a reader who trusts the log sees no run yet
     monkeypatch.undo()
 
+    quarantine_version = version(out, contract.QUARANTINED_TRANSACTIONS)
+    assert quarantine_version == 1  # landed before the crash
     retry = run_segmentation(spark, cfg)
     assert retry.status == "succeeded"
-    assert version(out) == segments_version  # the committed table was not written again
+    assert version(out) == segments_version  # the committed tables were not written again
+    assert version(out, contract.QUARANTINED_TRANSACTIONS) == quarantine_version
+    quarantined = DeltaTable(str(out / contract.QUARANTINED_TRANSACTIONS)).to_pyarrow_table()
+    assert quarantined.num_rows == 1  # the bad row once, not once per attempt
     assert version(out, contract.TIER_BOUNDARIES) == 1
     assert len(table(out)) == 4  # a, b in January; a, c in February: no doubles
     history = DeltaTable(str(out / contract.CUSTOMER_SEGMENTS)).history()
