@@ -49,6 +49,7 @@ def revseg(lake: str, out: Path, *args: str) -> list[str]:
         "output.path": str(out),
         "periods.grains": "[month]",
         "quality.max_quarantine_fraction": "1",
+        "revenue.fx_rates": "null",
         "spark.spark.master": "local[1]",
         "spark.spark.sql.shuffle.partitions": "2",
         "spark.spark.ui.enabled": "false",
