@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--from", dest="first", metavar="YYYY-MM", help="first month to compute")
     run.add_argument("--to", dest="last", metavar="YYYY-MM", help="last month to compute")
+    run.add_argument(
+        "--incremental",
+        action="store_true",
+        help="recompute only the periods that contain source partitions (or FX rates) new or "
+        "changed since the last run of every period; nothing changed: skipped",
+    )
     _set_argument(run, "override a config key by its dotted path, value as YAML (repeatable)")
     run.add_argument(
         "--as-of",
@@ -193,9 +199,11 @@ def _run(args: argparse.Namespace) -> int:
     first, last = _month(args.first, "--from"), _month(args.last, "--to")
     if first and last and last < first:
         raise ConfigError(f"--to {last} is before --from {first}")
+    if args.incremental and (first or last):
+        raise ConfigError("--incremental finds the periods itself: leave out --from and --to")
     as_of = args.as_of or datetime.now(ZoneInfo(config.periods.timezone)).date()
     spark = get_session(config.spark)
-    result = run_segmentation(spark, config, first, last, as_of=as_of)
+    result = run_segmentation(spark, config, first, last, as_of=as_of, incremental=args.incremental)
     print(format_summary(result, config))
     return 0
 

@@ -230,19 +230,20 @@ def month_aggregates(
 def roll_up(
     months: DataFrame,
     grains: Sequence[Grain],
-    key_ranges: Mapping[str, tuple[int, int]] | None = None,
+    key_runs: Mapping[str, Sequence[tuple[int, int]]] | None = None,
     groups: Sequence[str] = (),
     measures: Sequence[str] = (),
 ) -> DataFrame:
     """Customer x period for every grain, from month aggregates only (no second scan).
 
-    `key_ranges`, when given, keeps per grain only the periods whose key lies in the range
-    (a run over a month range). Active days add up because the months of a period do not
-    overlap; each month row is an active month. Rows are keyed by integers (`grain_idx`,
-    `period_key`); `with_period_labels` names them. With `customer_first_ts` on the month
-    rows (`with_customer_first`), each period row keeps it, for tenure.
+    `key_runs`, when given, keeps per grain only the periods whose key lies in one of the
+    ranges (the periods a range or incremental run writes). Active days add up because the
+    months of a period do not overlap; each month row is an active month. Rows are keyed by
+    integers (`grain_idx`, `period_key`); `with_period_labels` names them. With
+    `customer_first_ts` on the month rows (`with_customer_first`), each period row keeps it,
+    for tenure.
     """
-    exploded = _periods_of_months(months, grains, key_ranges)
+    exploded = _periods_of_months(months, grains, key_runs)
     totals = exploded.groupBy("customer_id", *groups, "grain_idx", "period_key").agg(
         F.sum("revenue_cents").alias("revenue_cents"),
         F.sum("refund_cents").alias("refund_cents"),
@@ -277,17 +278,19 @@ def roll_up(
 
 
 def _periods_of_months(
-    months: DataFrame, grains: Sequence[Grain], key_ranges: Mapping[str, tuple[int, int]] | None
+    months: DataFrame,
+    grains: Sequence[Grain],
+    key_runs: Mapping[str, Sequence[tuple[int, int]]] | None,
 ) -> DataFrame:
     """Each month row once per period it rolls up into (`grain_idx`, `period_key`), only
-    for the periods in `key_ranges` when given."""
+    for the periods in `key_runs` when given."""
     exploded = months.select("*", F.inline(period_keys("month_idx", grains)))
-    if key_ranges is None:
+    if key_runs is None:
         return exploded
     wanted = F.lit(False)
     for i, grain in enumerate(grains):
-        low, high = key_ranges[grain.name]
-        wanted = wanted | ((F.col("grain_idx") == i) & F.col("period_key").between(low, high))
+        for low, high in key_runs[grain.name]:
+            wanted = wanted | ((F.col("grain_idx") == i) & F.col("period_key").between(low, high))
     return exploded.where(wanted)
 
 
@@ -299,7 +302,7 @@ def top_values(
     unique: DataFrame,
     tops: Sequence[str],
     grains: Sequence[Grain],
-    key_ranges: Mapping[str, tuple[int, int]] | None = None,
+    key_runs: Mapping[str, Sequence[tuple[int, int]]] | None = None,
     groups: Sequence[str] = (),
 ) -> DataFrame:
     """Per customer (x group) and period, for each of `tops` (`TOP_DIMENSIONS`): the value
@@ -323,7 +326,7 @@ def top_values(
         .agg(F.sum("amount_cents").alias("cents"))
     )
     per_period = (
-        _periods_of_months(per_month, grains, key_ranges)
+        _periods_of_months(per_month, grains, key_runs)
         .groupBy(*keys, "grain_idx", "period_key", "top", "value")
         .agg(F.sum("cents").alias("cents"))
     )

@@ -8,7 +8,7 @@ integer arithmetic on it and the driver (which plans what to read and replace) a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -278,27 +278,74 @@ GRAINS: dict[str, Grain] = {name: make_grain(name) for name in SUPPORTED_GRAINS}
 
 @dataclass(frozen=True)
 class PeriodPlan:
-    """What a run over a month range computes: periods to write, months to read.
+    """What a run computes: the periods to write (as keys per grain) and the months to read.
 
-    Calendar grains write every period that overlaps [first, last]; rolling grains write the
-    windows that end in [first, last] and read the months before `first` that they need.
+    A range run writes every calendar period that overlaps its months and the rolling windows
+    that end in them; an incremental run writes the periods that contain changed days. The
+    months read are every month those periods need, as merged ranges.
     """
 
-    first: Month
-    last: Month
+    keys: dict[str, tuple[int, ...]]
     periods: dict[str, tuple[str, ...]]
-    key_ranges: dict[str, tuple[int, int]]
-    read_from: Month
-    read_to: Month
+    read_ranges: tuple[tuple[Month, Month], ...]
 
     @property
     def all_periods(self) -> tuple[str, ...]:
         return tuple(p for labels in self.periods.values() for p in labels)
 
-    def months_of(self, grain: Grain) -> tuple[Month, Month]:
-        """First and last month covered by the periods of `grain` that the run writes."""
-        first, last = self.key_ranges[grain.name]
-        return grain.span(first)[0], grain.span(last)[1]
+    @property
+    def read_from(self) -> Month:
+        return self.read_ranges[0][0]
+
+    @property
+    def read_to(self) -> Month:
+        return self.read_ranges[-1][1]
+
+    @property
+    def key_ranges(self) -> dict[str, tuple[int, int]]:
+        """Lowest and highest key per grain."""
+        return {name: (keys[0], keys[-1]) for name, keys in self.keys.items()}
+
+    def key_runs(self, grain: Grain) -> list[tuple[int, int]]:
+        """The grain's keys as runs of consecutive periods (weeks step by 7 days)."""
+        return _runs(self.keys[grain.name], 7 if isinstance(grain, WeekGrain) else 1)
+
+    def months_of(self, grain: Grain) -> list[Month]:
+        """Every month covered by the periods of `grain` that the run writes."""
+        covered = {
+            i
+            for key in self.keys[grain.name]
+            for i in range(grain.span(key)[0].index, grain.span(key)[1].index + 1)
+        }
+        return [Month(i) for i in sorted(covered)]
+
+
+def _runs(keys: Sequence[int], step: int) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for key in keys:
+        if runs and key == runs[-1][1] + step:
+            runs[-1] = (runs[-1][0], key)
+        else:
+            runs.append((key, key))
+    return runs
+
+
+def plan_for_keys(grains: Sequence[Grain], keys: Mapping[str, Iterable[int]]) -> PeriodPlan:
+    """The plan that writes the periods with these keys, and reads every month they need."""
+    sorted_keys = {grain.name: tuple(sorted(set(keys[grain.name]))) for grain in grains}
+    if not any(sorted_keys.values()):
+        raise ValueError("the plan has no period to write")
+    needed = {
+        i
+        for grain in grains
+        for key in sorted_keys[grain.name]
+        for i in range(grain.span(key)[0].index, grain.span(key)[1].index + 1)
+    }
+    read_ranges = tuple((Month(low), Month(high)) for low, high in _runs(sorted(needed), 1))
+    periods = {
+        grain.name: tuple(grain.label(k) for k in sorted_keys[grain.name]) for grain in grains
+    }
+    return PeriodPlan(sorted_keys, periods, read_ranges)
 
 
 def plan_periods(grains: Sequence[Grain], first: Month, last: Month) -> PeriodPlan:
@@ -309,20 +356,27 @@ def plan_periods(grains: Sequence[Grain], first: Month, last: Month) -> PeriodPl
     """
     if last < first:
         raise ValueError(f"the range ends ({last}) before it starts ({first})")
-    periods: dict[str, tuple[str, ...]] = {}
-    key_ranges: dict[str, tuple[int, int]] = {}
-    read_from, read_to = first, last
+    keys: dict[str, set[int]] = {}
     for grain in grains:
-        if grain.rolling:
-            low, high = first.index, last.index
+        if grain.rolling:  # the windows that end in the range
+            keys[grain.name] = set(range(first.index, last.index + 1))
+        else:  # every period that overlaps it
+            keys[grain.name] = {k for m in months_between(first, last) for k in grain.keys_of(m)}
+    return plan_for_keys(grains, keys)
+
+
+def plan_changed_days(grains: Sequence[Grain], days: Iterable[date]) -> PeriodPlan:
+    """The plan that rewrites every period containing one of `days`: for each grain, the
+    periods those days fall in (rolling: every window that contains them)."""
+    day_set = set(days)
+    months = {Month.of_date(day) for day in day_set}
+    keys: dict[str, set[int]] = {}
+    for grain in grains:
+        if isinstance(grain, WeekGrain):
+            keys[grain.name] = {monday_of((day - EPOCH).days) for day in day_set}
         else:
-            low, high = min(grain.keys_of(first)), max(grain.keys_of(last))
-        keys = sorted({k for m in months_between(first, last) for k in grain.keys_of(m)})
-        periods[grain.name] = tuple(grain.label(k) for k in keys if low <= k <= high)
-        key_ranges[grain.name] = (low, high)
-        read_from = min(read_from, grain.span(low)[0])
-        read_to = max(read_to, grain.span(high)[1])
-    return PeriodPlan(first, last, periods, key_ranges, read_from, read_to)
+            keys[grain.name] = {k for month in months for k in grain.keys_of(month)}
+    return plan_for_keys(grains, keys)
 
 
 def months_between(first: Month, last: Month) -> Iterable[Month]:

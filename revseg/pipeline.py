@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
+from functools import reduce
+from operator import or_
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -40,6 +42,15 @@ from revseg.conform import check_column_types, conform_transactions, resolve_col
 from revseg.errors import ConcurrentWriteError, RunError
 from revseg.fx import check_rates, conform_rates, convert, effective_rates, first_rate_dates
 from revseg.io import paths
+from revseg.io.changes import (
+    InputState,
+    affected_days,
+    changed_keys,
+    delta_deletion_vector_days,
+    delta_version,
+    fx_date_fingerprints,
+    source_day_fingerprints,
+)
 from revseg.io.delta_tables import (
     PLAIN_ENCODING,
     Txn,
@@ -53,6 +64,7 @@ from revseg.io.runs import (
     SKIPPED,
     SUCCEEDED,
     append_run,
+    complete_baseline,
     ensure_runs_table,
     now_utc,
     unchanged_since,
@@ -84,6 +96,7 @@ from revseg.periods import (
     local_date,
     make_grains,
     month_index,
+    plan_changed_days,
     plan_periods,
 )
 from revseg.quality import (
@@ -161,6 +174,7 @@ class RunResult:
     skipped_windows: tuple[str, ...] = ()
     status: str = "succeeded"
     same_as: str | None = None  # a skipped run: the earlier run whose results stand
+    note: str | None = None  # an incremental run: what it found changed, and since when
 
     def table_path(self, name: str) -> str:
         return paths.join(self.output_path, name)
@@ -170,13 +184,22 @@ class RunLog:
     """What goes into this run's row of the `runs` table, gathered as the run goes."""
 
     def __init__(
-        self, config: Config, run_id: str, key: str, requested: str, started: datetime
+        self,
+        config: Config,
+        run_id: str,
+        key: str,
+        requested: str,
+        started: datetime,
+        scope: str = "all",
+        state: InputState | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
         self.key = key
         self.requested = requested
         self.started = started
+        self.scope = scope  # all, range or incremental
+        self.state = state  # logged by runs that cover every period: incremental's baseline
         self.counts: dict[str, int] = {}
         self.input_files = 0
 
@@ -201,6 +224,8 @@ class RunLog:
                     "path": paths.redact(self.config.source.path),
                     "format": self.config.source.format,
                     "files": self.input_files,
+                    "scope": self.scope,
+                    **({"state": self.state.to_json()} if self.state is not None else {}),
                 }
             ),
             "input_rows": counts.get("input_rows"),
@@ -292,8 +317,11 @@ def run_segmentation(
     first: Month | None = None,
     last: Month | None = None,
     as_of: date | None = None,
+    incremental: bool = False,
 ) -> RunResult:
-    """Compute and write the segments of the requested months (all months when None).
+    """Compute and write the segments of the requested months (all months when None; with
+    `incremental`, the periods that contain days whose input changed since the last run
+    that covered every period).
 
     Rows after `as_of` (in `periods.timezone`) are quarantined as `after_as_of_date`.
     The run is logged in the `runs` table last; a run of the same work whose results are
@@ -304,9 +332,24 @@ def run_segmentation(
     if (first is None) != (last is None):
         first = first or last
         last = last or first
+    if incremental and first is not None:
+        raise RunError("--incremental finds the periods to recompute itself: leave out --from/--to")
     grains = make_grains(config.periods.grains, config.periods.fiscal_year_start_month)
     plan = plan_periods(grains, first, last) if first and last else None
-    requested = _describe_request(plan) + (f", as of {as_of}" if as_of else "")
+    # Listed before the source is read: a file that lands in between is seen by the next run.
+    state = input_state(spark, config, as_of) if plan is None else None
+    change = decide_incremental(spark, config, grains, state) if incremental else None
+    if change is not None:
+        plan = change.plan
+    scope = "incremental" if incremental else ("range" if plan is not None else "all")
+    requested = (
+        ("nothing" if change is not None and change.unchanged else _describe_request(plan))
+        + (f", as of {as_of}" if as_of else "")
+        + (f" (incremental: {change.note})" if change is not None else "")
+    )
+
+    if change is not None and change.unchanged:
+        return _skip_unchanged(spark, config, change, requested, started, state)
 
     # The source and its columns first: a run that cannot read them touches no table.
     source = _read_pruned(spark, config, plan)
@@ -315,12 +358,11 @@ def run_segmentation(
     # Every table up front: a foreign table at output.path stops the run before any work.
     log_version = ensure_runs_table(spark, config.output.path)
     _ensure_outputs(spark, config)
-    key = work_key(
-        config.fingerprint(), requested, _input_files(spark, config, source), __version__
-    )
+    files = _input_files(spark, config, source)
+    key = work_key(config.fingerprint(), requested, files, __version__)
     run_id, txn = write_ids(key, log_version)
     logger.info("run %s: %s", run_id, requested)
-    log = RunLog(config, run_id, key, requested, started)
+    log = RunLog(config, run_id, key, requested, started, scope, state)
 
     previous = unchanged_since(spark, config.output.path, key, OUTPUT_TABLES)
     if previous is not None:
@@ -340,6 +382,7 @@ def run_segmentation(
         result = _compute_and_write(
             spark, config, grains, plan, source, row_rules(config, as_of), log, txn, timer
         )
+        result.note = change.note if change is not None else None
     except Exception as err:
         clear = explain_read_failure(err)
         log.write_failure(spark, clear or err)
@@ -349,6 +392,114 @@ def run_segmentation(
     log.write(spark, SUCCEEDED, result=result)
     logger.info("run %s succeeded: %s", run_id, result.counts)
     return result
+
+
+def _skip_unchanged(
+    spark: SparkSession,
+    config: Config,
+    change: IncrementalChange,
+    requested: str,
+    started: datetime,
+    state: InputState | None,
+) -> RunResult:
+    """An incremental run that found no input changed: logged as skipped, nothing read."""
+    assert change.baseline is not None
+    log_version = ensure_runs_table(spark, config.output.path)
+    key = work_key(config.fingerprint(), requested, [], __version__)
+    run_id, _ = write_ids(key, log_version)
+    logger.info("run %s: %s", run_id, change.note)
+    versions = dict(change.baseline["table_versions"] or {})
+    RunLog(config, run_id, key, requested, started, "incremental", state).write(
+        spark, SKIPPED, versions=versions
+    )
+    return RunResult(
+        run_id=run_id,
+        output_path=config.output.path,
+        periods={},
+        boundaries=[],
+        counts={},
+        table_versions=versions,
+        status=SKIPPED,
+        same_as=change.baseline["run_id"],
+        note=change.note,
+    )
+
+
+@dataclass(frozen=True)
+class IncrementalChange:
+    """What an incremental run recomputes: `plan` (None: every period), the run it compares
+    with, and why, in words for the log and the summary."""
+
+    plan: PeriodPlan | None
+    baseline: dict[str, Any] | None
+    note: str
+    unchanged: bool = False
+
+
+def input_state(spark: SparkSession, config: Config, as_of: date | None) -> InputState | None:
+    """The state of the inputs that a later incremental run compares with; None when the
+    source has no date partitions to compare."""
+    days = source_day_fingerprints(spark, config.source)
+    if days is None:
+        return None
+    fx = fx_date_fingerprints(_read_rates(spark, config)) if config.revenue.fx_rates else {}
+    return InputState(
+        days=days,
+        fx=fx,
+        as_of=as_of.isoformat() if as_of else None,
+        delta_version=delta_version(spark, config.source),
+    )
+
+
+def decide_incremental(
+    spark: SparkSession, config: Config, grains: tuple[Grain, ...], state: InputState | None
+) -> IncrementalChange:
+    """Compare the inputs with the last run that covered every period (full or incremental)
+    and plan the periods that contain the days that changed since."""
+    if state is None:
+        return IncrementalChange(
+            None,
+            None,
+            f"every period, since source.date_partition ({config.source.date_partition!r}) "
+            "is not a date partition column of the source",
+        )
+    baseline = complete_baseline(spark, config.output.path, config.fingerprint(), __version__)
+    if isinstance(baseline, str):
+        return IncrementalChange(None, None, f"every period, since {baseline}")
+    run_id = baseline["run_id"]
+    before = InputState.from_json(json.loads(baseline["source_read"])["state"])
+    extra: set[str] = set()
+    if before.delta_version is not None and state.delta_version is not None:
+        found = delta_deletion_vector_days(
+            spark, config.source, before.delta_version, state.delta_version
+        )
+        if found is None:
+            return IncrementalChange(
+                None,
+                None,
+                f"every period, since the source's Delta log no longer holds the commits "
+                f"after version {before.delta_version} (read by run {run_id})",
+            )
+        extra = found
+    days = affected_days(
+        before,
+        state,
+        config.revenue.fx_max_staleness_days,
+        refund_reach_days(config),
+        extra,
+    )
+    if isinstance(days, str):
+        return IncrementalChange(None, None, f"every period, since {days} after run {run_id}")
+    if not days:
+        return IncrementalChange(
+            None, baseline, f"no input changed since run {run_id}", unchanged=True
+        )
+    changed = sorted(changed_keys(before.days, state.days) | extra)
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    what = f"source day(s) {shown} changed" if changed else "FX rates or the as-of date changed"
+    return IncrementalChange(
+        plan_changed_days(grains, days), baseline, f"{what} since run {run_id}"
+    )
 
 
 def _compute_and_write(
@@ -390,8 +541,18 @@ def _compute_and_write(
                 row.asDict()
                 for row in tier_boundaries(segmented, cuts, levels, tier_keys, labels).collect()
             ]
+        unstored: set[str] = set()
+        if plan is not None and log.scope == "incremental":
+            # A period planned only because a neighbouring day changed may have no rows,
+            # now or ever: with nothing stored for it there is nothing to replace.
+            empty = _empty_periods(plan, boundary_rows)
+            unstored = empty - _stored_periods(spark, config, empty)
         periods = _periods_to_write(
-            plan, boundary_rows, config.periods.grains, config.quality.allow_empty_periods
+            plan,
+            boundary_rows,
+            config.periods.grains,
+            config.quality.allow_empty_periods,
+            unstored,
         )
         # (an empty read has no observations: the check above stops it first)
         counts, duplicated = _collect_counts(observations)
@@ -550,9 +711,8 @@ def _input_files(spark: SparkSession, config: Config, source: DataFrame) -> list
 def _describe_request(plan: PeriodPlan | None) -> str:
     if plan is None:
         return "every period present in the source"
-    return (
-        f"periods {', '.join(plan.all_periods)} (reading months {plan.read_from} to {plan.read_to})"
-    )
+    months = ", ".join(f"{low} to {high}" for low, high in plan.read_ranges)
+    return f"periods {', '.join(plan.all_periods)} (reading months {months})"
 
 
 def _read_pruned(spark: SparkSession, config: Config, plan: PeriodPlan | None) -> DataFrame:
@@ -564,13 +724,20 @@ def _read_pruned(spark: SparkSession, config: Config, plan: PeriodPlan | None) -
         # Refunds attributed to their sale also need the sales before the range and the
         # refunds after it.
         margin = timedelta(days=1 + refund_reach_days(config))
-        source = prune_to_days(
-            source,
-            config.source,
-            plan.read_from.first_day() - margin,
-            plan.read_to.last_day() + margin,
-        )
+        days = [
+            (low.first_day() - margin, high.last_day() + margin) for low, high in plan.read_ranges
+        ]
+        source = prune_to_days(source, config.source, *days[0], *days[1:])
     return source
+
+
+def in_read_months(plan: PeriodPlan, month: Column | None = None) -> Column:
+    """Rows whose month (`month_idx`) is one the plan reads."""
+    month = F.col("month_idx") if month is None else month
+    inside = F.lit(False)
+    for low, high in plan.read_ranges:
+        inside = inside | month.between(low.index, high.index)
+    return inside
 
 
 def refund_reach_days(config: Config) -> int:
@@ -661,7 +828,7 @@ def customer_period_rows(
     if plan is not None:
         # Decided on the kept copy, after refunds moved to their sale: a refund read from
         # after the range may belong to a sale inside it.
-        in_range = F.col("month_idx").between(plan.read_from.index, plan.read_to.index)
+        in_range = in_read_months(plan)
         observations["range"] = Observation("range")
         unique = unique.observe(
             observations["range"],
@@ -694,12 +861,12 @@ def customer_period_rows(
         unique = unique.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(unique)
     months = month_aggregates(unique, groups, measures, by_week)
-    key_ranges = plan.key_ranges if plan is not None else None
-    customer_periods = roll_up(with_customer_first(months), grains, key_ranges, groups, measures)
+    key_runs = {g.name: plan.key_runs(g) for g in grains} if plan is not None else None
+    customer_periods = roll_up(with_customer_first(months), grains, key_runs, groups, measures)
     if tops:
         keys = ["customer_id", *groups, "grain_idx", "period_key"]
         customer_periods = customer_periods.join(
-            top_values(unique, tops, grains, key_ranges, groups), keys, "left"
+            top_values(unique, tops, grains, key_runs, groups), keys, "left"
         )
     return PeriodRows(customer_periods, observations, tuple(cached))
 
@@ -717,15 +884,16 @@ def _needed_rows(
     plan: PeriodPlan | None, by_original: bool, refund: Column | None = None
 ) -> Column:
     """Rows that can count in the months read: in them, or (refunds attributed to their
-    sale) a sale before them that an in-range refund may name, or a refund after them."""
+    sale) a sale before some of them that a refund in them may name, or a refund after
+    some of them that may name a sale in them."""
     if plan is None:
         return F.lit(True)
     month = F.col("month_idx")
-    needed = month.between(plan.read_from.index, plan.read_to.index)
+    needed = in_read_months(plan, month)
     if by_original:
         refund = F.col("is_refund") if refund is None else refund
-        before = month < plan.read_from.index
-        after = month > plan.read_to.index
+        before = month < plan.read_to.index
+        after = month > plan.read_from.index
         needed = needed | (before & ~refund) | (after & refund)
     return needed
 
@@ -735,9 +903,7 @@ def _with_reporting_amounts(spark: SparkSession, config: Config, frame: DataFram
     revenue = config.revenue
     if revenue.fx_rates is None:
         return frame.withColumns(domestic_only(revenue.reporting_currency))
-    raw = read_source(spark, revenue.fx_rates, key="revenue.fx_rates")
-    rates = conform_rates(raw, revenue.fx_rates.columns, revenue.fx_rates.path)
-    check_rates(rates, revenue.fx_rates.path)
+    rates = _read_rates(spark, config)
     return convert(
         frame,
         revenue.reporting_currency,
@@ -745,6 +911,16 @@ def _with_reporting_amounts(spark: SparkSession, config: Config, frame: DataFram
         effective_rates(rates, revenue.fx_max_staleness_days),
         first_rate_dates(rates),
     )
+
+
+def _read_rates(spark: SparkSession, config: Config) -> DataFrame:
+    """The FX rates as (currency, rate_date, rate), checked."""
+    table = config.revenue.fx_rates
+    assert table is not None
+    raw = read_source(spark, table, key="revenue.fx_rates")
+    rates = conform_rates(raw, table.columns, table.path)
+    check_rates(rates, table.path)
+    return rates
 
 
 def check_fx_coverage(config: Config, counts: dict[str, int]) -> None:
@@ -771,11 +947,11 @@ def _revenue_by_grain(grains: tuple[Grain, ...], plan: PeriodPlan | None) -> lis
             continue
         cents = F.col("amount_cents")
         if plan is not None and grain.name == "week":
-            low, high = plan.key_ranges[grain.name]
-            cents = F.when(F.col("week_key").between(low, high), cents)
+            weeks = [F.col("week_key").between(low, high) for low, high in plan.key_runs(grain)]
+            cents = F.when(reduce(or_, weeks), cents)
         elif plan is not None:
-            first, last = plan.months_of(grain)
-            cents = F.when(F.col("month_idx").between(first.index, last.index), cents)
+            months = [m.index for m in plan.months_of(grain)]
+            cents = F.when(F.col("month_idx").isin(months), cents)
         sums.append(F.coalesce(F.sum(cents), F.lit(0)).alias(f"revenue_cents_{grain.name}"))
     return sums
 
@@ -811,30 +987,54 @@ def _collect_counts(observations: dict[str, Observation]) -> tuple[dict[str, int
     return counts, keys
 
 
+def _found_periods(
+    boundaries: list[dict[str, Any]], grains: tuple[str, ...]
+) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {name: set() for name in grains}
+    for row in boundaries:
+        if row["customers"] > 0:
+            found[row["period_grain"]].add(row["period"])
+    return found
+
+
+def _empty_periods(plan: PeriodPlan, boundaries: list[dict[str, Any]]) -> set[str]:
+    found = _found_periods(boundaries, tuple(plan.periods))
+    return {p for name, labels in plan.periods.items() for p in labels if p not in found[name]}
+
+
+def _stored_periods(spark: SparkSession, config: Config, periods: set[str]) -> set[str]:
+    """Which of these periods the tier_boundaries table holds rows for."""
+    if not periods:
+        return set()
+    table = spark.read.format("delta").load(table_path(config, contract.TIER_BOUNDARIES))
+    rows = table.where(F.col("period").isin(sorted(periods))).select("period").distinct()
+    return {row["period"] for row in rows.collect()}
+
+
 def _periods_to_write(
     plan: PeriodPlan | None,
     boundaries: list[dict[str, Any]],
     grains: tuple[str, ...],
     allow_empty: bool = False,
+    unstored: Collection[str] = (),
 ) -> dict[str, tuple[str, ...]]:
     """Requested periods (all must have data, unless `allow_empty`: then an empty period is
-    replaced by nothing), or every period the data produced."""
-    found: dict[str, set[str]] = {name: set() for name in grains}
-    for row in boundaries:
-        if row["customers"] > 0:
-            found[row["period_grain"]].add(row["period"])
+    replaced by nothing; `unstored` empty periods are left out), or every period the data
+    produced."""
+    found = _found_periods(boundaries, grains)
     if plan is None:
         if not any(found.values()):
             raise RunError("the source holds no valid transactions: nothing to segment")
         return {name: tuple(sorted(found[name])) for name in grains}
-    empty = [p for name in grains for p in plan.periods[name] if p not in found[name]]
+    planned = {name: tuple(p for p in plan.periods[name] if p not in unstored) for name in grains}
+    empty = [p for name in grains for p in planned[name] if p not in found[name]]
     if empty and not allow_empty:
         raise RunError(
             f"no valid transactions for period(s) {', '.join(empty)}: nothing was written, "
             "because replacing those periods with nothing would delete them (set "
             "quality.allow_empty_periods: true if they are meant to be empty)"
         )
-    return dict(plan.periods)
+    return planned
 
 
 def _reconcile(

@@ -17,6 +17,13 @@ PERIODS_SHOWN = 3
 
 def format_summary(result: RunResult, config: Config, periods_shown: int = PERIODS_SHOWN) -> str:
     """Periods written, customers and revenue share per tier, where the tables are."""
+    if result.status == SKIPPED and result.note is not None:
+        return (
+            f"revseg run {result.run_id} skipped: {result.note}; nothing was written.\n"
+            f"tables: {result.output_path} (versions "
+            + ", ".join(f"{t} {v}" for t, v in sorted(result.table_versions.items()))
+            + ")"
+        )
     if result.status == SKIPPED:
         return (
             f"revseg run {result.run_id} skipped: the same config and input as run "
@@ -27,6 +34,8 @@ def format_summary(result: RunResult, config: Config, periods_shown: int = PERIO
         )
     segments = [level.name for level in config.tiers.levels] + [NO_REVENUE_SEGMENT]
     lines = [f"revseg run {result.run_id} succeeded", ""]
+    if result.note is not None:
+        lines[1:1] = [f"incremental: {result.note}"]
     by_period: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in result.boundaries:  # summed over tiers.by groups, if any
         cell = by_period[(row["period_grain"], row["period"])].setdefault(
@@ -44,6 +53,8 @@ def format_summary(result: RunResult, config: Config, periods_shown: int = PERIO
         if not periods:
             continue
         span = periods[0] if len(periods) == 1 else f"{periods[0]} .. {periods[-1]}"
+        if result.note is not None and len(periods) <= 6:  # incremental: need not be a range
+            span = ", ".join(periods)
         lines.append(f"{grain}: {len(periods)} period(s) written ({span})")
         header = f"  {'period':<10}" + "".join(f"{s:>20}" for s in segments) + f"{'revenue':>16}"
         lines.append(header)

@@ -96,6 +96,41 @@ def last_succeeded(spark: SparkSession, output_path: str) -> dict[str, Any] | No
     return rows[0].asDict(recursive=True) if rows else None
 
 
+def complete_baseline(
+    spark: SparkSession, output_path: str, config_hash: str, version: str
+) -> dict[str, Any] | str:
+    """The last successful run that covered every period and logged its input state (what an
+    incremental run compares with), or why there is none: no such run, or a run since then
+    (even a failed one, which may have committed) used another config or revseg version."""
+    try:
+        frame = read_runs(spark, output_path)
+    except TableError:
+        return "no run is logged under output.path yet"
+    rows = (
+        frame.where(F.col("status").isin(SUCCEEDED, FAILED))
+        .select("run_id", "status", "config_hash", "revseg_version", "source_read")
+        .orderBy(F.col("finished_at").desc())
+        .collect()
+    )
+    for row in rows:
+        if row["config_hash"] != config_hash or row["revseg_version"] != version:
+            return (
+                f"run {row['run_id']} used another config or revseg version "
+                f"({row['config_hash']}, revseg {row['revseg_version']})"
+            )
+        read = json.loads(row["source_read"] or "{}")
+        if row["status"] == SUCCEEDED and read.get("scope") in ("all", "incremental"):
+            if "state" not in read:
+                break
+            return _run_row(frame, row["run_id"])
+    return "no earlier run of every period logged the state of its input"
+
+
+def _run_row(frame: DataFrame, run_id: str) -> dict[str, Any]:
+    row = frame.where(F.col("run_id") == run_id).limit(1).collect()[0]
+    return row.asDict(recursive=True)
+
+
 def unchanged_since(
     spark: SparkSession, output_path: str, key: str, tables: Sequence[str]
 ) -> dict[str, Any] | None:

@@ -54,8 +54,11 @@ def _with_corrupt_record_column(reader: DataFrameReader, frame: DataFrame, path:
     return reader.schema(schema).option("columnNameOfCorruptRecord", CORRUPT_RECORD).load(path)
 
 
-def prune_to_days(frame: DataFrame, source: SourceConfig, first: date, last: date) -> DataFrame:
-    """Keep only the date partitions in [first, last]: a partition filter Spark prunes on.
+def prune_to_days(
+    frame: DataFrame, source: SourceConfig, first: date, last: date, *more: tuple[date, date]
+) -> DataFrame:
+    """Keep only the date partitions in [first, last] (and in each further (first, last)
+    range): a partition filter Spark prunes on.
 
     Without a date partition column the whole source is read (and a warning says so).
     """
@@ -75,7 +78,11 @@ def prune_to_days(frame: DataFrame, source: SourceConfig, first: date, last: dat
             "dates (values such as 2024-03-31): set source.date_partition to a date column, "
             "or null to read the whole source"
         )
-    return frame.where(quoted(column).cast("date").between(F.lit(first), F.lit(last)))
+    day = quoted(column).cast("date")
+    wanted = day.between(F.lit(first), F.lit(last))
+    for low, high in more:
+        wanted = wanted | day.between(F.lit(low), F.lit(high))
+    return frame.where(wanted)
 
 
 def _explain_read_error(source: InputTable, err: AnalysisException, key: str) -> str:

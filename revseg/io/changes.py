@@ -1,0 +1,222 @@
+"""What changed in the inputs since an earlier run: the state an incremental run compares.
+
+A run that covers every period (a full or an incremental run) logs the state of its inputs:
+a fingerprint per date partition of the source (file names, sizes and modification times;
+for a Delta source, the files of the snapshot read), a fingerprint per date of the FX rates,
+and the as-of date. The next `--incremental` run compares its own state with it, day by day.
+Fingerprints come from file listings and the Delta log, never from reading the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import unquote
+
+from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from revseg.config import SourceConfig
+from revseg.errors import SourceError
+from revseg.io.paths import qualify
+
+# A day partition whose value is not a date: its rows cannot be placed, so any change
+# in it (or in the set of such partitions) makes the incremental run a full one.
+UNDATED = "undated"
+
+
+@dataclass(frozen=True)
+class InputState:
+    """The state of a run's inputs, as logged in `runs.source_read` under "state"."""
+
+    days: Mapping[str, str]  # ISO day of a source date partition -> fingerprint of its files
+    fx: Mapping[str, str] = field(default_factory=dict)  # ISO rate date -> its rates' hash
+    as_of: str | None = None
+    delta_version: int | None = None  # a Delta source: the version read
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "days": dict(sorted(self.days.items())),
+            "fx": dict(sorted(self.fx.items())),
+            "as_of": self.as_of,
+            "delta_version": self.delta_version,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InputState:
+        return cls(
+            days=dict(data.get("days") or {}),
+            fx=dict(data.get("fx") or {}),
+            as_of=data.get("as_of"),
+            delta_version=data.get("delta_version"),
+        )
+
+
+def source_day_fingerprints(spark: SparkSession, source: SourceConfig) -> dict[str, str] | None:
+    """Per date partition of the source, a hash of its files; None without a date partition
+    column (then changes cannot be placed in time)."""
+    column = source.date_partition
+    if column is None:
+        return None
+    try:
+        if source.format == "delta":
+            return _delta_day_fingerprints(spark, source, column)
+        return _file_day_fingerprints(spark, source, column)
+    except AnalysisException as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise SourceError(f"cannot list source.path {source.path!r}: {first_line}") from None
+
+
+def _file_day_fingerprints(
+    spark: SparkSession, source: SourceConfig, column: str
+) -> dict[str, str] | None:
+    """Files from a listing (Spark's binaryFile source reads no content when only the path,
+    length and modification time are selected)."""
+    reader = spark.read.format("binaryFile")
+    if "pathGlobFilter" in source.options:
+        reader = reader.option("pathGlobFilter", source.options["pathGlobFilter"])
+    listing = reader.load(qualify(source.path))
+    if column not in listing.columns:
+        return None
+    file_line = F.concat_ws("|", "path", "length", F.col("modificationTime").cast("string"))
+    return _fingerprints(listing.select(F.col(column).cast("string").alias("day"), file_line))
+
+
+def _delta_day_fingerprints(
+    spark: SparkSession, source: SourceConfig, column: str
+) -> dict[str, str] | None:
+    """The snapshot's files (from the Delta log): Delta never rewrites a file in place, so
+    the names change whenever a partition's rows do (deletion vectors: see
+    `delta_deletion_vector_days`)."""
+    files = spark.read.format("delta").load(qualify(source.path)).inputFiles()
+    pattern = re.compile(rf"/{re.escape(column)}=([^/]*)/")
+    days: dict[str, list[str]] = {}
+    for path in files:
+        found = pattern.search(path)
+        if found is None:
+            return None  # not partitioned by that column
+        days.setdefault(unquote(found.group(1)), []).append(path.rsplit("/", 1)[-1])
+    rows = [(day, name) for day, names in days.items() for name in names]
+    if not rows:
+        return {}
+    return _fingerprints(spark.createDataFrame(rows, "day string, file_line string"))
+
+
+def _fingerprints(files: DataFrame) -> dict[str, str]:
+    """(day, file_line) rows -> day -> sha256 of its sorted lines (in Spark: one row per day
+    reaches the driver)."""
+    lines = files.toDF("day", "file_line")
+    per_day = lines.groupBy("day").agg(
+        F.sha2(F.concat_ws("\n", F.array_sort(F.collect_list("file_line"))), 256).alias("hash")
+    )
+    hashes: dict[str, list[str]] = {}
+    for row in per_day.collect():  # several values that are not dates share UNDATED
+        hashes.setdefault(_day_text(row["day"]), []).append(row["hash"])
+    return {
+        day: hashlib.sha256("".join(sorted(found)).encode()).hexdigest()[:20]
+        for day, found in hashes.items()
+    }
+
+
+def _day_text(value: str | None) -> str:
+    """An ISO day, or UNDATED for a partition value that is not one."""
+    if value is None:
+        return UNDATED
+    try:
+        return date.fromisoformat(value[:10]).isoformat()
+    except ValueError:
+        return UNDATED
+
+
+def delta_version(spark: SparkSession, source: SourceConfig) -> int | None:
+    if source.format != "delta":
+        return None
+    return int(DeltaTable.forPath(spark, qualify(source.path)).history(1).collect()[0]["version"])
+
+
+def delta_deletion_vector_days(
+    spark: SparkSession, source: SourceConfig, since: int, until: int
+) -> set[str] | None:
+    """Days whose files gained or lost a deletion vector in the commits (since, until]:
+    such a change keeps the file names. None when a commit file is gone (log cleanup)."""
+    column = source.date_partition
+    if since >= until or column is None:
+        return set()
+    log = qualify(source.path).rstrip("/") + "/_delta_log"
+    commits = [f"{log}/{version:020d}.json" for version in range(since + 1, until + 1)]
+    try:
+        lines = spark.read.text(commits)
+        days = lines.select(
+            F.get_json_object("value", f"$.add.partitionValues.{column}").alias("day"),
+            F.get_json_object("value", "$.add.deletionVector").alias("dv"),
+        ).where(F.col("dv").isNotNull())
+        return {_day_text(row["day"]) for row in days.collect()}
+    except AnalysisException:
+        return None
+
+
+def fx_date_fingerprints(rates: DataFrame) -> dict[str, str]:
+    """Per rate date, a hash of that day's (currency, rate) rows."""
+    line = F.concat_ws("|", "currency", F.col("rate").cast("string"))
+    per_day = rates.groupBy(F.col("rate_date").cast("string").alias("day")).agg(
+        F.sha2(F.concat_ws("\n", F.array_sort(F.collect_list(line))), 256).alias("hash")
+    )
+    return {row["day"]: row["hash"][:20] for row in per_day.collect()}
+
+
+# --- comparing two states (pure) ---------------------------------------------------------
+
+
+def changed_keys(before: Mapping[str, str], now: Mapping[str, str]) -> set[str]:
+    """Keys added, removed or whose fingerprint differs."""
+    return {key for key in set(before) | set(now) if before.get(key) != now.get(key)}
+
+
+def affected_days(
+    before: InputState,
+    now: InputState,
+    fx_max_staleness_days: int,
+    refund_reach_days: int,
+    extra_source_days: Iterable[str] = (),
+) -> set[date] | str:
+    """The days (in periods.timezone) whose periods must be recomputed, or the reason why
+    every period must be.
+
+    A changed source partition day d holds rows of d - 1 to d + 1 in periods.timezone (the
+    lake's day need not be the business's); with refunds booked to their sale, the sales up
+    to `refund_reach_days` before. A changed rate on day d converts rows of d to
+    d + staleness. A moved as-of date changes which rows around both dates count.
+    """
+    changed = changed_keys(before.days, now.days) | set(extra_source_days)
+    if UNDATED in changed:
+        return "a source partition whose value is not a date changed"
+    present = {date.fromisoformat(day) for day in set(before.days) | set(now.days)}
+    days: set[date] = set()
+    for text in changed:
+        day = date.fromisoformat(text)
+        days |= _span(day - timedelta(days=1 + refund_reach_days), day + timedelta(days=1))
+    for text in changed_keys(before.fx, now.fx):
+        day = date.fromisoformat(text)
+        days |= _span(day, day + timedelta(days=fx_max_staleness_days)) & _near(present)
+    if before.as_of != now.as_of:
+        ends = [date.fromisoformat(d) for d in (before.as_of, now.as_of) if d is not None]
+        if len(ends) == 1 or not ends:
+            return "the as-of limit was set or cleared"
+        low, high = min(ends), max(ends)
+        days |= _span(low - timedelta(days=1), high + timedelta(days=1)) & _near(present)
+    return days
+
+
+def _span(first: date, last: date) -> set[date]:
+    return {first + timedelta(days=i) for i in range((last - first).days + 1)}
+
+
+def _near(partition_days: set[date]) -> set[date]:
+    """Days in periods.timezone that rows of these partition days can fall on."""
+    return {d + timedelta(days=shift) for d in partition_days for shift in (-1, 0, 1)}
