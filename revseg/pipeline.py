@@ -336,8 +336,15 @@ def run_segmentation(
         raise RunError("--incremental finds the periods to recompute itself: leave out --from/--to")
     grains = make_grains(config.periods.grains, config.periods.fiscal_year_start_month)
     plan = plan_periods(grains, first, last) if first and last else None
-    # Listed before the source is read: a file that lands in between is seen by the next run.
-    state = input_state(spark, config, as_of) if plan is None else None
+
+    # The source and its columns first: a run that cannot read them touches no table.
+    # (A Delta source's version is taken before its snapshot is: never later than it.)
+    version = delta_version(spark, config.source) if plan is None else None
+    source = read_source(spark, config.source, corrupt_records=True)
+    columns = resolve_columns(source.columns, config.source.columns, config.source.path)
+    check_column_types(source.schema, columns, config.source.path)
+    # The input state of a run of every period comes from the very files it reads.
+    state = input_state(spark, config, source, as_of, version) if plan is None else None
     change = decide_incremental(spark, config, grains, state) if incremental else None
     if change is not None:
         plan = change.plan
@@ -347,14 +354,10 @@ def run_segmentation(
         + (f", as of {as_of}" if as_of else "")
         + (f" (incremental: {change.note})" if change is not None else "")
     )
-
     if change is not None and change.unchanged:
         return _skip_unchanged(spark, config, change, requested, started, state)
+    source = _pruned(source, config, plan)
 
-    # The source and its columns first: a run that cannot read them touches no table.
-    source = _read_pruned(spark, config, plan)
-    columns = resolve_columns(source.columns, config.source.columns, config.source.path)
-    check_column_types(source.schema, columns, config.source.path)
     # Every table up front: a foreign table at output.path stops the run before any work.
     log_version = ensure_runs_table(spark, config.output.path)
     _ensure_outputs(spark, config)
@@ -436,18 +439,21 @@ class IncrementalChange:
     unchanged: bool = False
 
 
-def input_state(spark: SparkSession, config: Config, as_of: date | None) -> InputState | None:
-    """The state of the inputs that a later incremental run compares with; None when the
-    source has no date partitions to compare."""
-    days = source_day_fingerprints(spark, config.source)
+def input_state(
+    spark: SparkSession,
+    config: Config,
+    source: DataFrame,
+    as_of: date | None,
+    version: int | None,
+) -> InputState | None:
+    """The state of the inputs that a later incremental run compares with (`source`: the
+    frame the run reads); None when the source has no date partitions to compare."""
+    days = source_day_fingerprints(spark, config.source, source.inputFiles())
     if days is None:
         return None
     fx = fx_date_fingerprints(_read_rates(spark, config)) if config.revenue.fx_rates else {}
     return InputState(
-        days=days,
-        fx=fx,
-        as_of=as_of.isoformat() if as_of else None,
-        delta_version=delta_version(spark, config.source),
+        days=days, fx=fx, as_of=as_of.isoformat() if as_of else None, delta_version=version
     )
 
 
@@ -715,20 +721,16 @@ def _describe_request(plan: PeriodPlan | None) -> str:
     return f"periods {', '.join(plan.all_periods)} (reading months {months})"
 
 
-def _read_pruned(spark: SparkSession, config: Config, plan: PeriodPlan | None) -> DataFrame:
+def _pruned(source: DataFrame, config: Config, plan: PeriodPlan | None) -> DataFrame:
     """The source, pruned to the date partitions the run needs (lazy)."""
-    source = read_source(spark, config.source, corrupt_records=True)
-    if plan is not None:
-        # One day either side: the lake is partitioned by date in its own time zone,
-        # periods are cut in periods.timezone; rows outside the months are dropped below.
-        # Refunds attributed to their sale also need the sales before the range and the
-        # refunds after it.
-        margin = timedelta(days=1 + refund_reach_days(config))
-        days = [
-            (low.first_day() - margin, high.last_day() + margin) for low, high in plan.read_ranges
-        ]
-        source = prune_to_days(source, config.source, *days[0], *days[1:])
-    return source
+    if plan is None:
+        return source
+    # One day either side: the lake is partitioned by date in its own time zone, periods
+    # are cut in periods.timezone; rows outside the months are dropped later. Refunds
+    # attributed to their sale also need the sales before the range and the refunds after it.
+    margin = timedelta(days=1 + refund_reach_days(config))
+    days = [(low.first_day() - margin, high.last_day() + margin) for low, high in plan.read_ranges]
+    return prune_to_days(source, config.source, *days[0], *days[1:])
 
 
 def in_read_months(plan: PeriodPlan, month: Column | None = None) -> Column:

@@ -130,14 +130,33 @@ def ensure_lake(lake: Path, rows: int, seed: int) -> None:
     run_checked(cmd, "revseg generate")
 
 
-def run_revseg(lake: Path, out: Path) -> float:
-    """Time a full revseg run as a user sees it: JVM start and Delta commits included."""
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "revseg", "run", "--config", "conf/bench.yaml"]
+def run_revseg(lake: Path, out: Path, *args: str, fresh: bool = True) -> float:
+    """Time a revseg run as a user sees it: JVM start and Delta commits included."""
+    if fresh:
+        shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "revseg", "run", "--config", "conf/bench.yaml", *args]
     cmd += ["--set", f"source.path={lake}", "--set", f"output.path={out}"]
     start = time.perf_counter()
     run_checked(cmd, "revseg run")
     return time.perf_counter() - start
+
+
+def run_incremental(lake: Path, out: Path, late_day: str) -> dict[str, float]:
+    """A full run without one day's partition, then `--incremental` once the day has
+    arrived, then `--incremental` again with nothing changed."""
+    partition = lake / f"transaction_date={late_day}"
+    if not partition.is_dir():
+        sys.exit(f"--late-day {late_day}: no partition {partition}")
+    aside = lake.parent / f"{lake.name}.late" / partition.name
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(partition), str(aside))
+    try:
+        full = run_revseg(lake, out)
+    finally:
+        shutil.move(str(aside), str(partition))
+    incremental = run_revseg(lake, out, "--incremental", fresh=False)
+    unchanged = run_revseg(lake, out, "--incremental", fresh=False)
+    return {"full": full, "incremental": incremental, "unchanged": unchanged}
 
 
 def run_duckdb(lake: Path, out: Path, threads: int) -> float:
@@ -222,6 +241,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-revseg", action="store_true", help="do not run revseg")
     parser.add_argument("--skip-duckdb", action="store_true", help="do not run DuckDB")
     parser.add_argument("--keep-output", action="store_true", help="keep the outputs afterwards")
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="instead: a full run without --late-day's partition, then --incremental runs",
+    )
+    parser.add_argument("--late-day", default="2024-06-15", help="the day that arrives late")
     return parser.parse_args(argv)
 
 
@@ -238,6 +263,21 @@ def main(argv: list[str] | None = None) -> int:
     out = data_dir / f"out-{args.rows}"
     ensure_lake(lake, args.rows, args.seed)
     shutil.rmtree(out, ignore_errors=True)
+    if args.incremental:
+        try:
+            seconds = run_incremental(lake, out / "revseg", args.late_day)
+        finally:
+            if not args.keep_output:
+                shutil.rmtree(out, ignore_errors=True)
+        print(f"{'rows':>12} {'full_s':>8} {'incremental_s':>14} {'unchanged_s':>12} {'ratio':>6}")
+        speedup = seconds["full"] / seconds["incremental"]
+        print(
+            f"{args.rows:>12} {seconds['full']:>8.2f} {seconds['incremental']:>14.2f} "
+            f"{seconds['unchanged']:>12.2f} {speedup:>6.2f}"
+        )
+        if args.json:
+            args.json.write_text(json.dumps({"rows": args.rows, **seconds}, indent=2) + "\n")
+        return 0
     revseg_s = duckdb_s = ratio = None
     problems: list[str] = []
     try:

@@ -102,23 +102,26 @@ KILL_POINTS: dict[str, Callable[[Path], bool]] = {
 # test_runs.py::test_latest_complete_hides_a_run_that_did_not_finish, in-process.)
 
 
-@pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_killed_run_leaves_whole_tables_and_the_next_run_repairs(
-    spark: SparkSession, lake: str, tmp_path: Path, point: str
+def test_killed_runs_leave_whole_tables_and_the_next_run_repairs(
+    spark: SparkSession, lake: str, tmp_path: Path
 ) -> None:
+    """A run killed while it writes customer_segments, then its retry killed right after
+    that table's commit, then a run that finishes: whole tables after each step."""
     out = tmp_path / "out"
-    process = start(revseg(lake, out), tmp_path / "killed.log")
-    deadline = time.monotonic() + 240
-    while not KILL_POINTS[point](out):
-        assert process.poll() is None, f"the run ended before {point}"
-        assert time.monotonic() < deadline, f"never reached {point}"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-
-    check_whole(out)
     log = out / contract.RUNS
-    assert DeltaTable(str(log)).to_pyarrow_table().num_rows == 0  # a killed run logs nothing
+    for attempt, (point, reached) in enumerate(KILL_POINTS.items()):
+        process = start(revseg(lake, out), tmp_path / f"killed-{attempt}.log")
+        deadline = time.monotonic() + 240
+        while not reached(out):
+            assert process.poll() is None, f"the run ended before {point}"
+            assert time.monotonic() < deadline, f"never reached {point}"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        check_whole(out)
+        assert DeltaTable(str(log)).to_pyarrow_table().num_rows == 0  # a killed run logs nothing
+        versions = DeltaTable(str(out / contract.CUSTOMER_SEGMENTS)).version()
+        assert versions == attempt, f"killed {point}: customer_segments at version {versions}"
 
     # The next run (here in the test's own session) finishes the work.
     result = run_segmentation(spark, config(lake, out))
@@ -128,7 +131,7 @@ def test_killed_run_leaves_whole_tables_and_the_next_run_repairs(
     assert [r["status"] for r in runs] == ["succeeded"]
     assert runs[0]["input_rows"] == runs[0]["valid_rows"] == SPEC.rows
 
-    # Files the killed run wrote but never committed belong to no version; vacuum them.
+    # Files the killed runs wrote but never committed belong to no version; vacuum them.
     for table in DATA_TABLES:
         path = out / table
         vacuum_table(spark, str(path), retain_hours=0)

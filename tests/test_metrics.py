@@ -160,15 +160,21 @@ def test_rollup_keeps_only_requested_periods(spark: SparkSession) -> None:
     rows = [("a", f"t{m}", ts(f"2024-{m:02d}-15 12:00:00"), Decimal("1.00")) for m in range(1, 13)]
     months = month_aggregates(transaction_facts(spark.createDataFrame(rows, TX_SCHEMA), "UTC"))
     march = Month.parse("2024-03").index
-    ranges = {
-        "month": (march, march),
-        "quarter": (march - 2, march - 2),
-        "year": (march - 2, march - 2),
+    runs = {
+        "month": [(march - 2, march - 2), (march, march + 1)],  # January, March and April
+        "quarter": [(march - 2, march - 2)],
+        "year": [(march - 2, march - 2)],
     }
     grains = make_grains(("month", "quarter", "year"))
-    kept = with_period_labels(roll_up(months, grains, ranges), grains)
+    kept = with_period_labels(roll_up(months, grains, runs), grains)
     got = {(r["period"], r["revenue_cents"]) for r in kept.collect()}
-    assert got == {("2024-03", 100), ("2024-Q1", 300), ("2024", 1200)}
+    assert got == {
+        ("2024-01", 100),
+        ("2024-03", 100),
+        ("2024-04", 100),
+        ("2024-Q1", 300),
+        ("2024", 1200),
+    }
 
 
 def test_active_days_count_distinct_days_across_months(spark: SparkSession) -> None:

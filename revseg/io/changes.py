@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -58,54 +58,42 @@ class InputState:
         )
 
 
-def source_day_fingerprints(spark: SparkSession, source: SourceConfig) -> dict[str, str] | None:
-    """Per date partition of the source, a hash of its files; None without a date partition
-    column (then changes cannot be placed in time)."""
+def source_day_fingerprints(
+    spark: SparkSession, source: SourceConfig, files: Sequence[str]
+) -> dict[str, str] | None:
+    """Per date partition of the source, a hash of its `files` (those a run reads); None
+    without a date partition column (then changes cannot be placed in time)."""
     column = source.date_partition
     if column is None:
         return None
+    pattern = re.compile(rf"/{re.escape(column)}=([^/]*)/")
+    days = [pattern.search(path) for path in files]
+    if not files or any(found is None for found in days):
+        return None  # not partitioned by that column
+    if source.format == "delta":
+        # Delta never rewrites a file in place: the names change whenever a partition's
+        # rows do (deletion vectors aside: see `delta_deletion_vector_days`).
+        rows = [
+            (unquote(found.group(1)), path.rsplit("/", 1)[-1])
+            for found, path in zip(days, files, strict=True)
+            if found is not None
+        ]
+        return _fingerprints(spark.createDataFrame(rows, "day string, file_line string"))
     try:
-        if source.format == "delta":
-            return _delta_day_fingerprints(spark, source, column)
-        return _file_day_fingerprints(spark, source, column)
+        # Spark's binaryFile source reads no content when only the path, length and
+        # modification time are selected: a listing of exactly these files.
+        listing = (
+            spark.read.format("binaryFile")
+            .option("basePath", qualify(source.path))
+            .load(list(files))
+        )
     except AnalysisException as err:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise SourceError(f"cannot list source.path {source.path!r}: {first_line}") from None
-
-
-def _file_day_fingerprints(
-    spark: SparkSession, source: SourceConfig, column: str
-) -> dict[str, str] | None:
-    """Files from a listing (Spark's binaryFile source reads no content when only the path,
-    length and modification time are selected)."""
-    reader = spark.read.format("binaryFile")
-    if "pathGlobFilter" in source.options:
-        reader = reader.option("pathGlobFilter", source.options["pathGlobFilter"])
-    listing = reader.load(qualify(source.path))
     if column not in listing.columns:
         return None
     file_line = F.concat_ws("|", "path", "length", F.col("modificationTime").cast("string"))
     return _fingerprints(listing.select(F.col(column).cast("string").alias("day"), file_line))
-
-
-def _delta_day_fingerprints(
-    spark: SparkSession, source: SourceConfig, column: str
-) -> dict[str, str] | None:
-    """The snapshot's files (from the Delta log): Delta never rewrites a file in place, so
-    the names change whenever a partition's rows do (deletion vectors: see
-    `delta_deletion_vector_days`)."""
-    files = spark.read.format("delta").load(qualify(source.path)).inputFiles()
-    pattern = re.compile(rf"/{re.escape(column)}=([^/]*)/")
-    days: dict[str, list[str]] = {}
-    for path in files:
-        found = pattern.search(path)
-        if found is None:
-            return None  # not partitioned by that column
-        days.setdefault(unquote(found.group(1)), []).append(path.rsplit("/", 1)[-1])
-    rows = [(day, name) for day, names in days.items() for name in names]
-    if not rows:
-        return {}
-    return _fingerprints(spark.createDataFrame(rows, "day string, file_line string"))
 
 
 def _fingerprints(files: DataFrame) -> dict[str, str]:
