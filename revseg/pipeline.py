@@ -344,15 +344,17 @@ def run_segmentation(
     columns = resolve_columns(source.columns, config.source.columns, config.source.path)
     check_column_types(source.schema, columns, config.source.path)
     # The input state of a run of every period comes from the very files it reads.
-    state = input_state(spark, config, source, as_of, version) if plan is None else None
+    state = None
+    if plan is None:
+        state = _recorded_state(spark, config, source, as_of, version, required=incremental)
     change = decide_incremental(spark, config, grains, state) if incremental else None
     if change is not None:
         plan = change.plan
     scope = "incremental" if incremental else ("range" if plan is not None else "all")
     requested = (
-        ("nothing" if change is not None and change.unchanged else _describe_request(plan))
+        (f"incremental ({change.note}): " if change is not None else "")
+        + ("nothing" if change is not None and change.unchanged else _describe_request(plan))
         + (f", as of {as_of}" if as_of else "")
-        + (f" (incremental: {change.note})" if change is not None else "")
     )
     if change is not None and change.unchanged:
         return _skip_unchanged(spark, config, change, requested, started, state)
@@ -439,6 +441,26 @@ class IncrementalChange:
     unchanged: bool = False
 
 
+def _recorded_state(
+    spark: SparkSession,
+    config: Config,
+    source: DataFrame,
+    as_of: date | None,
+    version: int | None,
+    required: bool,
+) -> InputState | None:
+    """`input_state`; a full run that cannot take it logs a warning and goes on (only a later
+    incremental run needs it, and that one then recomputes every period)."""
+    if required:
+        return input_state(spark, config, source, as_of, version)
+    try:
+        return input_state(spark, config, source, as_of, version)
+    except Exception as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        logger.warning("the input state of this run was not recorded: %s", paths.redact(first_line))
+        return None
+
+
 def input_state(
     spark: SparkSession,
     config: Config,
@@ -475,6 +497,12 @@ def decide_incremental(
     run_id = baseline["run_id"]
     before = InputState.from_json(json.loads(baseline["source_read"])["state"])
     extra: set[str] = set()
+    if config.source.format == "delta" and None in (before.delta_version, state.delta_version):
+        return IncrementalChange(
+            None,
+            None,
+            f"every period, since the Delta version read by run {run_id} or now is unknown",
+        )
     if before.delta_version is not None and state.delta_version is not None:
         found = delta_deletion_vector_days(
             spark, config.source, before.delta_version, state.delta_version

@@ -41,7 +41,7 @@ def config(lake: str, out: Path, fmt: str = "parquet", *overrides: str) -> Confi
 
 def sample(spark: SparkSession) -> DataFrame:
     spec = SampleSpec(
-        rows=3_000, customers=300, start=date(2024, 1, 1), end=date(2024, 7, 31), plain=True
+        rows=2_000, customers=200, start=date(2024, 1, 1), end=date(2024, 7, 31), plain=True
     )
     return sample_transactions(spark, spec).withColumn(
         "transaction_date", F.to_date("transaction_ts")

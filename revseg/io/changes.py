@@ -123,9 +123,15 @@ def _day_text(value: str | None) -> str:
 
 
 def delta_version(spark: SparkSession, source: SourceConfig) -> int | None:
+    """The Delta source's current version (None: not Delta, or not readable: the source read
+    that follows names the problem)."""
     if source.format != "delta":
         return None
-    return int(DeltaTable.forPath(spark, qualify(source.path)).history(1).collect()[0]["version"])
+    try:
+        table = DeltaTable.forPath(spark, qualify(source.path))
+        return int(table.history(1).collect()[0]["version"])
+    except Exception:
+        return None
 
 
 def delta_deletion_vector_days(
