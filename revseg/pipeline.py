@@ -373,16 +373,7 @@ def run_segmentation(
     if previous is not None:
         logger.info("run %s: same work as run %s, whose tables are unchanged", run_id, previous)
         log.write(spark, SKIPPED, versions=previous["table_versions"])
-        return RunResult(
-            run_id=run_id,
-            output_path=config.output.path,
-            periods={},
-            boundaries=[],
-            counts={},
-            table_versions=dict(previous["table_versions"]),
-            status=SKIPPED,
-            same_as=previous["run_id"],
-        )
+        return _skipped(log, dict(previous["table_versions"]), previous["run_id"])
     try:
         result = _compute_and_write(
             spark, config, grains, plan, source, row_rules(config, as_of), log, txn, timer
@@ -414,19 +405,25 @@ def _skip_unchanged(
     run_id, _ = write_ids(key, log_version)
     logger.info("run %s: %s", run_id, change.note)
     versions = dict(change.baseline["table_versions"] or {})
-    RunLog(config, run_id, key, requested, started, "incremental", state).write(
-        spark, SKIPPED, versions=versions
-    )
+    log = RunLog(config, run_id, key, requested, started, "incremental", state)
+    log.write(spark, SKIPPED, versions=versions)
+    return _skipped(log, versions, change.baseline["run_id"], change.note)
+
+
+def _skipped(
+    log: RunLog, versions: dict[str, int], same_as: str, note: str | None = None
+) -> RunResult:
+    """The result of a run that wrote nothing, because the results of `same_as` stand."""
     return RunResult(
-        run_id=run_id,
-        output_path=config.output.path,
+        run_id=log.run_id,
+        output_path=log.config.output.path,
         periods={},
         boundaries=[],
         counts={},
         table_versions=versions,
         status=SKIPPED,
-        same_as=change.baseline["run_id"],
-        note=change.note,
+        same_as=same_as,
+        note=note,
     )
 
 
