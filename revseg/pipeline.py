@@ -378,7 +378,8 @@ def run_segmentation(
         result = _compute_and_write(
             spark, config, grains, plan, source, row_rules(config, as_of), log, txn, timer
         )
-        result.note = change.note if change is not None else None
+        if change is not None:
+            result.note = "; ".join(n for n in (change.note, result.note) if n)
     except Exception as err:
         clear = explain_read_failure(err)
         log.write_failure(spark, clear or err)
@@ -585,7 +586,20 @@ def _compute_and_write(
             config.quality.allow_empty_periods,
             unstored,
         )
-        # (an empty read has no observations: the check above stops it first)
+        if unstored and not any(periods.values()):
+            # Incremental: the changed days' periods hold no valid rows, and none is stored.
+            # Returned before the counts (an empty read may have no observations).
+            return RunResult(
+                run_id=run_id,
+                output_path=config.output.path,
+                periods={},
+                boundaries=[],
+                counts={},
+                stage_seconds=timer.seconds,
+                note="nothing to write: the periods of the changed days hold no valid rows, "
+                "and none of them is in the tables",
+            )
+        # (an empty read has no observations: the checks above stop it first)
         counts, duplicated = _collect_counts(observations)
         log.counts = counts
         check_fx_coverage(config, counts)
@@ -1030,12 +1044,14 @@ def _empty_periods(plan: PeriodPlan, boundaries: list[dict[str, Any]]) -> set[st
 
 
 def _stored_periods(spark: SparkSession, config: Config, periods: set[str]) -> set[str]:
-    """Which of these periods the tier_boundaries table holds rows for."""
-    if not periods:
-        return set()
-    table = spark.read.format("delta").load(table_path(config, contract.TIER_BOUNDARIES))
-    rows = table.where(F.col("period").isin(sorted(periods))).select("period").distinct()
-    return {row["period"] for row in rows.collect()}
+    """Which of these periods either output table holds rows for (both are partitioned by
+    period: only those periods' files are read)."""
+    stored: set[str] = set()
+    for name in OUTPUT_TABLES if periods else ():
+        table = spark.read.format("delta").load(table_path(config, name))
+        rows = table.where(F.col("period").isin(sorted(periods))).select("period").distinct()
+        stored |= {row["period"] for row in rows.collect()}
+    return stored
 
 
 def _periods_to_write(

@@ -3,6 +3,7 @@ the periods recomputed for them; checked against a full run of the same final in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -100,12 +101,9 @@ def test_late_and_rewritten_partitions_recompute_exactly_their_periods(
     assert segments(out) == segments(reference)
     assert _boundaries(out) == _boundaries(reference)
 
-    # Nothing changed since: skipped, and the log says what it compared with.
-    third = run_segmentation(spark, config(str(lake), out), incremental=True)
-    assert third.status == "skipped" and third.same_as == second.run_id
-    assert third.note == f"no input changed since run {second.run_id}"
     log = DeltaTable(str(out / contract.RUNS)).to_pyarrow_table().to_pylist()
-    assert sorted(r["status"] for r in log) == ["skipped", "succeeded", "succeeded"]
+    scopes = {r["run_id"]: json.loads(r["source_read"])["scope"] for r in log}
+    assert scopes == {first.run_id: "all", second.run_id: "incremental"}
     transactions.unpersist()
 
 
@@ -169,6 +167,19 @@ def test_delta_source_changes_including_deletion_vectors(
     assert "another config" in third.note
     assert third.periods == {"month": ("2024-01", "2024-02", "2024-03", "2024-04")}
 
+    # A new day whose rows all fail validation: its periods have no valid rows and are not
+    # in the tables, so there is nothing to write, and the run says so.
+    bad = spark.createDataFrame(
+        [("t9", None, datetime(2025, 6, 1, 10), Decimal("9.00"))],
+        "transaction_id string, customer_id string, transaction_ts timestamp, amount decimal(18,2)",
+    ).withColumns({"currency": F.lit("USD"), "transaction_date": F.to_date("transaction_ts")})
+    bad.write.format("delta").mode("append").save(str(lake))
+    fourth = run_segmentation(spark, other, incremental=True)
+    assert fourth.status == "succeeded" and fourth.periods == {}
+    assert fourth.note is not None and "nothing to write" in fourth.note
+    fifth = run_segmentation(spark, other, incremental=True)
+    assert fifth.status == "skipped" and fifth.same_as == fourth.run_id
+
 
 def state(
     days: Mapping[str, str], fx: Mapping[str, str] | None = None, as_of: str | None = None
@@ -181,8 +192,19 @@ def test_affected_days_from_partitions_rates_and_as_of() -> None:
     # A new partition on the first of a month: its rows may fall on the last day before.
     now = state({**before.days, "2024-03-01": "A"}, {}, "2024-03-05")
     assert affected_days(before, now, 3, 0) == {date(2024, 2, 29), *_days(3, 1, 2)}
-    # Refunds booked to their sale: sales up to that many days before.
-    assert min(affected_days(before, now, 3, 10)) == date(2024, 2, 19)
+    # Refunds booked to their sale: a change moves refunds to or from days up to that many
+    # days before and after, where there are rows.
+    wide = state({"2024-02-20": "w", "2024-03-01": "a", "2024-03-10": "x", "2024-03-25": "y"})
+    wide_now = state({**wide.days, "2024-03-01": "A"})
+    assert affected_days(wide, wide_now, 3, 10) == {
+        *_days(2, 19, 21),
+        date(2024, 2, 29),
+        *_days(3, 1, 2),
+        *_days(3, 9, 11),
+    }
+    # A partition value that is not a date, unchanged, changes nothing.
+    undated = state({**before.days, UNDATED: "z"}, {}, "2024-03-05")
+    assert affected_days(undated, undated, 3, 0) == set()
     # A removed partition is a change too.
     gone = state({"2024-03-01": "a", "2024-03-02": "b"}, {}, "2024-03-05")
     assert affected_days(before, gone, 3, 0) == _days(3, 4, 6)

@@ -29,6 +29,7 @@ from revseg.io.paths import qualify
 # A day partition whose value is not a date: its rows cannot be placed, so any change
 # in it (or in the set of such partitions) makes the incremental run a full one.
 UNDATED = "undated"
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")  # what a cast to date reads as a day
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def _fingerprints(files: DataFrame) -> dict[str, str]:
 
 def _day_text(value: str | None) -> str:
     """An ISO day, or UNDATED for a partition value that is not one."""
-    if value is None:
+    if value is None or not _ISO_DAY.match(value):
         return UNDATED
     try:
         return date.fromisoformat(value[:10]).isoformat()
@@ -146,11 +147,18 @@ def delta_deletion_vector_days(
     commits = [f"{log}/{version:020d}.json" for version in range(since + 1, until + 1)]
     try:
         lines = spark.read.text(commits)
+        # a vector added (a DELETE or UPDATE) or one removed (e.g. a RESTORE) alike
         days = lines.select(
-            F.get_json_object("value", f"$.add.partitionValues.{column}").alias("day"),
-            F.get_json_object("value", "$.add.deletionVector").alias("dv"),
-        ).where(F.col("dv").isNotNull())
-        return {_day_text(row["day"]) for row in days.collect()}
+            *[
+                F.when(
+                    F.get_json_object("value", f"$.{action}.deletionVector").isNotNull(),
+                    F.get_json_object("value", f"$.{action}.partitionValues.{column}"),
+                ).alias(action)
+                for action in ("add", "remove")
+            ]
+        )
+        found = days.where(F.col("add").isNotNull() | F.col("remove").isNotNull()).collect()
+        return {_day_text(row[a]) for row in found for a in ("add", "remove") if row[a]}
     except AnalysisException:
         return None
 
@@ -183,18 +191,22 @@ def affected_days(
     every period must be.
 
     A changed source partition day d holds rows of d - 1 to d + 1 in periods.timezone (the
-    lake's day need not be the business's); with refunds booked to their sale, the sales up
-    to `refund_reach_days` before. A changed rate on day d converts rows of d to
-    d + staleness. A moved as-of date changes which rows around both dates count.
+    lake's day need not be the business's). A changed rate on day d converts rows of d to
+    d + staleness. A moved as-of date changes which rows around both dates count. With
+    refunds booked to their sale (`refund_reach_days` > 0), a change on day x can move a
+    refund to or from the day of its sale, up to that many days before x, and a changed sale
+    on x moves its refunds from up to that many days after: each day widens both ways.
     """
     changed = changed_keys(before.days, now.days) | set(extra_source_days)
     if UNDATED in changed:
         return "a source partition whose value is not a date changed"
-    present = {date.fromisoformat(day) for day in set(before.days) | set(now.days)}
+    present = {
+        date.fromisoformat(day) for day in set(before.days) | set(now.days) if day != UNDATED
+    }
     days: set[date] = set()
     for text in changed:
         day = date.fromisoformat(text)
-        days |= _span(day - timedelta(days=1 + refund_reach_days), day + timedelta(days=1))
+        days |= _span(day - timedelta(days=1), day + timedelta(days=1))
     for text in changed_keys(before.fx, now.fx):
         day = date.fromisoformat(text)
         days |= _span(day, day + timedelta(days=fx_max_staleness_days)) & _near(present)
@@ -204,6 +216,9 @@ def affected_days(
             return "the as-of limit was set or cleared"
         low, high = min(ends), max(ends)
         days |= _span(low - timedelta(days=1), high + timedelta(days=1)) & _near(present)
+    if refund_reach_days and days:
+        reach = timedelta(days=refund_reach_days)
+        days = {d for day in days for d in _span(day - reach, day + reach)} & _near(present)
     return days
 
 

@@ -78,7 +78,7 @@ def prune_to_days(
             "dates (values such as 2024-03-31): set source.date_partition to a date column, "
             "or null to read the whole source"
         )
-    day = quoted(column).cast("date")
+    day = quoted(column).try_cast("date")  # a value that is no date: not in any range
     wanted = day.between(F.lit(first), F.lit(last))
     for low, high in more:
         wanted = wanted | day.between(F.lit(low), F.lit(high))
