@@ -74,12 +74,11 @@ def source_day_fingerprints(
     if source.format == "delta":
         # Delta never rewrites a file in place: the names change whenever a partition's
         # rows do (deletion vectors aside: see `delta_deletion_vector_days`).
-        rows = [
+        return _fingerprints(
             (unquote(found.group(1)), path.rsplit("/", 1)[-1])
             for found, path in zip(days, files, strict=True)
             if found is not None
-        ]
-        return _fingerprints(spark.createDataFrame(rows, "day string, file_line string"))
+        )
     try:
         # Spark's binaryFile source reads no content when only the path, length and
         # modification time are selected: a listing of exactly these files.
@@ -94,22 +93,19 @@ def source_day_fingerprints(
     if column not in listing.columns:
         return None
     file_line = F.concat_ws("|", "path", "length", F.col("modificationTime").cast("string"))
-    return _fingerprints(listing.select(F.col(column).cast("string").alias("day"), file_line))
+    rows = listing.select(F.col(column).cast("string"), file_line).collect()
+    return _fingerprints((row[0], row[1]) for row in rows)
 
 
-def _fingerprints(files: DataFrame) -> dict[str, str]:
-    """(day, file_line) rows -> day -> sha256 of its sorted lines (in Spark: one row per day
-    reaches the driver)."""
-    lines = files.toDF("day", "file_line")
-    per_day = lines.groupBy("day").agg(
-        F.sha2(F.concat_ws("\n", F.array_sort(F.collect_list("file_line"))), 256).alias("hash")
-    )
-    hashes: dict[str, list[str]] = {}
-    for row in per_day.collect():  # several values that are not dates share UNDATED
-        hashes.setdefault(_day_text(row["day"]), []).append(row["hash"])
+def _fingerprints(files: Iterable[tuple[str | None, str]]) -> dict[str, str]:
+    """(day, file line) pairs -> day -> a hash of its sorted lines (partition values that
+    are not dates share UNDATED)."""
+    lines: dict[str, list[str]] = {}
+    for day, line in files:
+        lines.setdefault(_day_text(day), []).append(line)
     return {
-        day: hashlib.sha256("".join(sorted(found)).encode()).hexdigest()[:20]
-        for day, found in hashes.items()
+        day: hashlib.sha256("\n".join(sorted(found)).encode()).hexdigest()[:20]
+        for day, found in lines.items()
     }
 
 
