@@ -32,7 +32,7 @@ setup(
             "pyarrow>=18",
         ],
         "bench": ["duckdb>=1.3,<3", "deltalake>=1.1,<2", "pyarrow>=18"],
-        "dev": ["ruff>=0.6", "mypy>=1.10"],
+        "dev": ["ruff==0.17.6", "mypy==2.4.1"],
     },
     entry_points={"console_scripts": ["revseg=revseg.cli:entry_point"]},
     classifiers=[

@@ -204,7 +204,8 @@ def _run(args: argparse.Namespace) -> int:
     as_of = args.as_of or datetime.now(ZoneInfo(config.periods.timezone)).date()
     spark = get_session(config.spark)
     result = run_segmentation(spark, config, first, last, as_of=as_of, incremental=args.incremental)
-    print(format_summary(result, config))
+    levels = [level.name for level in config.tiers.levels]
+    print(format_summary(result, levels, config.revenue.reporting_currency))
     return 0
 
 
@@ -221,13 +222,13 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _vacuum(args: argparse.Namespace) -> int:
     from revseg.io.delta_tables import vacuum_table
-    from revseg.pipeline import table_path
+    from revseg.io.outputs import table_path
     from revseg.session import get_session
 
     config = _load(args)
     spark = get_session(config.spark)
     for name in ALL_TABLES:
-        path = table_path(config, name)
+        path = table_path(config.output.path, name)
         removed = vacuum_table(spark, path, args.retain_hours)
         if removed is not None:
             print(f"{path}: {removed} unused file(s) deleted")

@@ -17,6 +17,9 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from revseg.names import CANONICAL_COLUMNS
+from revseg.names import GROUP_COLUMNS as GROUP_COLUMNS
+
 MONEY = DecimalType(18, 2)
 
 REQUIRED_COLUMNS: dict[str, DataType] = {
@@ -35,7 +38,9 @@ OPTIONAL_COLUMNS: dict[str, DataType] = {
     "quantity": LongType(),
     "cost": MONEY,
 }
-CANONICAL_COLUMNS: tuple[str, ...] = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+# CANONICAL_COLUMNS comes from revseg.names (the config needs it without Spark).
+if (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) != CANONICAL_COLUMNS:
+    raise AssertionError("revseg.names.CANONICAL_COLUMNS differs from the contract's columns")
 CANONICAL_TYPES: dict[str, DataType] = {**REQUIRED_COLUMNS, **OPTIONAL_COLUMNS}
 
 CUSTOMER_SEGMENTS = "customer_segments"
@@ -134,8 +139,8 @@ ALL_TABLES = (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS, RUNS
 # Columns every period row carries besides the metrics; used to order and key joins.
 PERIOD_KEYS = ("period_grain", "period")
 
-# Canonical columns that `tiers.by` may name: tiers are then cut within each group.
-GROUP_COLUMNS = ("market", "channel", "product_category")
+# Canonical columns that `tiers.by` may name (GROUP_COLUMNS, from revseg.names): tiers are
+# then cut within each group.
 UNKNOWN_GROUP = "unknown"
 
 

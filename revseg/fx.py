@@ -18,68 +18,11 @@ from datetime import date
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, DecimalType, StringType
 
-from revseg.config import FX_COLUMNS
-from revseg.conform import find_column, quoted
 from revseg.contract import MONEY
-from revseg.errors import SourceError
 from revseg.money import minor_unit
-from revseg.quality import MISSING_FX_RATE, STALE_FX_RATE, domestic_only, normalised_currency
-
-RATE = DecimalType(19, 12)  # 7 integer digits, 12 decimals: amount x rate stays exact
-FX_TYPES = {"currency": StringType(), "rate_date": DateType(), "rate": RATE}
-
-
-def conform_rates(rates: DataFrame, columns: Mapping[str, str], path: str) -> DataFrame:
-    """currency, rate_date, rate from the FX table, typed; fails naming a missing column."""
-    selected = []
-    for canonical in FX_COLUMNS:
-        wanted = columns.get(canonical, canonical)
-        column = find_column(rates.columns, wanted)
-        if column is None:
-            raise SourceError(
-                f"revenue.fx_rates: the table {path} has no column {wanted!r} for the "
-                f"{canonical} (set revenue.fx_rates.columns.{canonical}); its columns are: "
-                f"{', '.join(sorted(rates.columns))}"
-            )
-        selected.append(quoted(column).try_cast(FX_TYPES[canonical]).alias(canonical))
-    typed = rates.select(*selected)
-    return typed.select(normalised_currency().alias("currency"), "rate_date", "rate")
-
-
-def check_rates(rates: DataFrame, path: str) -> None:
-    """Fail on rows no conversion may use: no currency or date, a rate not above zero or
-    out of range, or two different rates for one currency and date."""
-    bad = rates.where(
-        F.col("currency").isNull()
-        | (F.col("currency") == "")
-        | F.col("rate_date").isNull()
-        | F.col("rate").isNull()
-        | (F.col("rate") <= 0)
-    )
-    first_bad = bad.limit(1).collect()
-    if first_bad:
-        row = first_bad[0]
-        raise SourceError(
-            f"revenue.fx_rates: the table {path} has rows without a usable rate, e.g. "
-            f"currency={row['currency']!r} rate_date={row['rate_date']} rate={row['rate']} "
-            "(every row needs a currency, a date and a rate above 0 with at most 7 integer "
-            "digits)"
-        )
-    clashes = (
-        rates.groupBy("currency", "rate_date")
-        .agg(F.countDistinct("rate").alias("rates"))
-        .where(F.col("rates") > 1)
-        .limit(1)
-        .collect()
-    )
-    if clashes:
-        row = clashes[0]
-        raise SourceError(
-            f"revenue.fx_rates: the table {path} has {row['rates']} different rates for "
-            f"{row['currency']} on {row['rate_date']}; keep one rate per currency and date"
-        )
+from revseg.quality import domestic_only, normalised_currency
+from revseg.reasons import MISSING_FX_RATE, STALE_FX_RATE
 
 
 def effective_rates(rates: DataFrame, max_staleness_days: int) -> DataFrame:
@@ -99,13 +42,6 @@ def effective_rates(rates: DataFrame, max_staleness_days: int) -> DataFrame:
         F.explode(F.sequence("rate_date", "until")).alias("rate_day"),
         F.col("rate").alias("fx_rate"),
     )
-
-
-def first_rate_dates(rates: DataFrame) -> dict[str, date]:
-    """The earliest rate date of each currency: before it a rate is missing, after it
-    (and beyond the staleness limit) it is stale."""
-    rows = rates.groupBy("currency").agg(F.min("rate_date").alias("first")).collect()
-    return {row["currency"]: row["first"] for row in rows}
 
 
 def convert(

@@ -15,6 +15,8 @@ from datetime import date, timedelta
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from revseg.names import SUPPORTED_GRAINS
+
 _MONTH_TEXT = re.compile(r"^(\d{4})-(\d{2})$")  # years 1000-9000
 _MICROS_PER_DAY = 86_400_000_000
 EPOCH = date(1970, 1, 1)
@@ -241,17 +243,6 @@ def week_key(epoch_day: Column) -> Column:
 
 Grain = CalendarGrain | RollingGrain | WeekGrain
 
-SUPPORTED_GRAINS: tuple[str, ...] = (
-    "week",
-    "month",
-    "quarter",
-    "year",
-    "fiscal_quarter",
-    "fiscal_year",
-    "rolling_3m",
-    "rolling_12m",
-)
-
 
 def make_grain(name: str, fiscal_year_start_month: int = 1) -> Grain:
     """The grain called `name`; fiscal grains start their year in the given month."""
@@ -318,6 +309,14 @@ class PeriodPlan:
             for i in range(grain.span(key)[0].index, grain.span(key)[1].index + 1)
         }
         return [Month(i) for i in sorted(covered)]
+
+
+def describe(plan: PeriodPlan | None) -> str:
+    """The periods a run writes and the months it reads, in words (for the run log)."""
+    if plan is None:
+        return "every period present in the source"
+    months = ", ".join(f"{low} to {high}" for low, high in plan.read_ranges)
+    return f"periods {', '.join(plan.all_periods)} (reading months {months})"
 
 
 def _runs(keys: Sequence[int], step: int) -> list[tuple[int, int]]:

@@ -15,40 +15,22 @@ from pyspark.sql import functions as F
 from revseg.config import TransactionTypes
 from revseg.conform import raw_name
 from revseg.money import zero_decimal_currencies
-
-MISSING_TRANSACTION_ID = "missing_transaction_id"
-MISSING_CUSTOMER_ID = "missing_customer_id"
-MISSING_AMOUNT = "missing_amount"
-INVALID_AMOUNT = "invalid_amount"
-MISSING_TIMESTAMP = "missing_timestamp"
-INVALID_TIMESTAMP = "invalid_timestamp"
-MISSING_CURRENCY = "missing_currency"
-MISSING_FX_RATE = "missing_fx_rate"
-STALE_FX_RATE = "stale_fx_rate"
-EXCLUDED_TYPE = "excluded_type"
-UNKNOWN_TRANSACTION_TYPE = "unknown_transaction_type"
-MALFORMED = "malformed"
-BEFORE_MIN_DATE = "before_min_date"
-AFTER_AS_OF_DATE = "after_as_of_date"
-AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
-DUPLICATE = "duplicate"
-
-ROW_REASONS = (
-    MALFORMED,
-    MISSING_TRANSACTION_ID,
-    MISSING_CUSTOMER_ID,
-    MISSING_AMOUNT,
-    INVALID_AMOUNT,
-    MISSING_TIMESTAMP,
-    INVALID_TIMESTAMP,
-    MISSING_CURRENCY,
-    MISSING_FX_RATE,
-    STALE_FX_RATE,
-    BEFORE_MIN_DATE,
+from revseg.reasons import (
     AFTER_AS_OF_DATE,
-    EXCLUDED_TYPE,
-    UNKNOWN_TRANSACTION_TYPE,
     AMOUNT_OUT_OF_RANGE,
+    BEFORE_MIN_DATE,
+    EXCLUDED_TYPE,
+    INVALID_AMOUNT,
+    INVALID_TIMESTAMP,
+    MALFORMED,
+    MISSING_AMOUNT,
+    MISSING_CURRENCY,
+    MISSING_CUSTOMER_ID,
+    MISSING_FX_RATE,
+    MISSING_TIMESTAMP,
+    MISSING_TRANSACTION_ID,
+    ROW_REASONS,
+    UNKNOWN_TRANSACTION_TYPE,
 )
 
 

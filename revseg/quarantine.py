@@ -16,7 +16,8 @@ from pyspark.sql import functions as F
 from revseg.conform import raw_name
 from revseg.contract import QUARANTINE_SCHEMA
 from revseg.metrics import copy_order, to_cents
-from revseg.quality import DUPLICATE, EXCLUDED_TYPE, is_refund
+from revseg.quality import is_refund
+from revseg.reasons import DUPLICATE, EXCLUDED_TYPE
 
 
 def transaction_key(customer: str = "customer_id", transaction: str = "transaction_id") -> Column:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from revseg.config import NO_REVENUE_SEGMENT, Config
+from revseg.config import NO_REVENUE_SEGMENT
 from revseg.contract import CUSTOMER_SEGMENTS, QUARANTINED_TRANSACTIONS, RUNS, TIER_BOUNDARIES
-from revseg.io.runs import SKIPPED
-from revseg.pipeline import RunResult
-from revseg.quality import ROW_REASONS
+from revseg.reasons import ROW_REASONS
+from revseg.result import SKIPPED, RunCounts, RunResult
 
 PERIODS_SHOWN = 3
 
 
-def format_summary(result: RunResult, config: Config, periods_shown: int = PERIODS_SHOWN) -> str:
-    """Periods written, customers and revenue share per tier, where the tables are."""
+def format_summary(
+    result: RunResult,
+    levels: Sequence[str],
+    reporting_currency: str,
+    periods_shown: int = PERIODS_SHOWN,
+) -> str:
+    """Periods written, customers and revenue share per tier (`levels`: the tier names,
+    highest first), the counts, and where the tables are."""
     if result.status == SKIPPED and result.note is not None:
         return (
             f"revseg run {result.run_id} skipped: {result.note}; nothing was written.\n"
@@ -32,7 +38,7 @@ def format_summary(result: RunResult, config: Config, periods_shown: int = PERIO
             + ", ".join(f"{t} {v}" for t, v in sorted(result.table_versions.items()))
             + ")"
         )
-    segments = [level.name for level in config.tiers.levels] + [NO_REVENUE_SEGMENT]
+    segments = [*levels, NO_REVENUE_SEGMENT]
     lines = [f"revseg run {result.run_id} succeeded", ""]
     if result.note is not None:
         lines[1:1] = [f"incremental: {result.note}"]
@@ -73,8 +79,9 @@ def format_summary(result: RunResult, config: Config, periods_shown: int = PERIO
             "rolling windows not written (they lack history in the data read): "
             + ", ".join(result.skipped_windows)
         )
-    lines.append(_counts_line(result.counts))
-    money = _money_line(result.counts, config.revenue.reporting_currency)
+    counts = result.counts or RunCounts()
+    lines.append(_counts_line(counts))
+    money = _money_line(counts, reporting_currency)
     if money:
         lines.append(money)
     lines.append("tables:")
@@ -97,34 +104,33 @@ def _cell(row: dict[str, Any] | None) -> str:
     return f"{row['customers']:,} ({share:.1%})" if share is not None else f"{row['customers']:,}"
 
 
-def _counts_line(counts: dict[str, int]) -> str:
-    rejected = {r: counts.get(r, 0) for r in ROW_REASONS if counts.get(r, 0)}
-    duplicates = counts.get("duplicate", 0)
+def _counts_line(counts: RunCounts) -> str:
+    rejected = {r: counts.rejected(r) for r in ROW_REASONS if counts.rejected(r)}
     parts = [
-        f"rows read {counts.get('input_rows', 0):,}",
-        f"counted {counts.get('valid_rows', 0):,}",
-        f"duplicates dropped {duplicates:,}",
-        f"outside the months {counts.get('outside_range', 0):,}",
+        f"rows read {counts.input_rows:,}",
+        f"counted {counts.valid_rows:,}",
+        f"duplicates dropped {counts.duplicates:,}",
+        f"outside the months {counts.outside_range:,}",
     ]
     if rejected:
         parts.append("not counted: " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()))
     return "; ".join(parts)
 
 
-def _money_line(counts: dict[str, int], reporting_currency: str) -> str | None:
+def _money_line(counts: RunCounts, reporting_currency: str) -> str | None:
     """Refunds netted and rows converted, when there were any."""
     parts = []
-    if counts.get("refund_rows"):
-        refunds = Decimal(counts.get("refund_cents", 0)) / 100
-        parts.append(f"refunds netted {counts['refund_rows']:,} ({refunds:,.2f})")
-        if "unattributed_refunds" in counts:  # refund_attribution: original
-            own = counts["unattributed_refunds"]
+    if counts.refund_rows:
+        refunds = Decimal(counts.refund_cents) / 100
+        parts.append(f"refunds netted {counts.refund_rows:,} ({refunds:,.2f})")
+        if counts.unattributed_refunds is not None:  # refund_attribution: original
+            own = counts.unattributed_refunds
             parts.append(
-                f"booked to their sale's period {counts['refund_rows'] - own:,}, "
+                f"booked to their sale's period {counts.refund_rows - own:,}, "
                 f"sale not found (own period) {own:,}"
             )
-    if counts.get("converted_rows"):
-        parts.append(f"rows converted to {reporting_currency} {counts['converted_rows']:,}")
+    if counts.converted_rows:
+        parts.append(f"rows converted to {reporting_currency} {counts.converted_rows:,}")
     return "; ".join(parts) or None
 
 

@@ -1,10 +1,11 @@
-"""One local Spark session with Delta for the whole suite, and small-lake helpers."""
+"""One local Spark session with Delta for the whole suite, and the lakes and runs several
+test modules share (built once per session; the plain helpers are in `tests/lakes.py`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,9 +13,13 @@ import pytest
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 os.environ.setdefault("TZ", "UTC")
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
+from revseg.pipeline import run_segmentation
+from revseg.sample import fx_rates, sample_transactions
 from revseg.session import build_local_session
+from tests.lakes import AS_OF, SPEC, STRICT, config_for, csv_lake, month_config, write_lake
 
 TEST_SPARK_SETTINGS = {
     "spark.master": "local[2]",
@@ -35,14 +40,33 @@ def spark() -> Iterator[SparkSession]:
     session.stop()
 
 
-def write_lake(frame: DataFrame, path: Path, fmt: str = "parquet") -> str:
-    """Write rows as a Hive-partitioned lake (by transaction_date, from the UTC timestamp)."""
-    from pyspark.sql import functions as F
+@pytest.fixture(scope="session")
+def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The realistic sample (currencies, refunds, test orders) with its FX table beside it,
+    plus rows revseg must not count twice or at all: a duplicate and a currency without
+    rates."""
+    root = tmp_path_factory.mktemp("lake")
+    frame = sample_transactions(spark, SPEC)
+    first = frame.where(F.col("currency") == "USD").limit(1)
+    extra = first.unionByName(
+        first.withColumn("transaction_id", F.lit("CHF-1")).withColumn("currency", F.lit("CHF"))
+    )
+    fx_rates(spark, SPEC).write.parquet(str(root / "fx_rates"))
+    return write_lake(frame.unionByName(extra), root / "transactions")
 
-    if "transaction_date" not in frame.columns:
-        frame = frame.withColumn("transaction_date", F.to_date("transaction_ts"))
-    writer = frame.write.mode("overwrite").partitionBy("transaction_date").format(fmt)
-    if fmt == "csv":
-        writer = writer.option("header", "true")
-    writer.save(str(path))
-    return str(path)
+
+@pytest.fixture(scope="session")
+def full_run(spark: SparkSession, lake: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A run over the whole sample lake: (config, result)."""
+    out = tmp_path_factory.mktemp("out")
+    config = config_for(lake, out)
+    return config, run_segmentation(spark, config)
+
+
+@pytest.fixture(scope="session")
+def bad_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A run over the bad-input corpus (`tests/fixtures/bad_rows.csv`): (result, out)."""
+    root = tmp_path_factory.mktemp("bad")
+    out = root / "out"
+    result = run_segmentation(spark, month_config(csv_lake(root), out, *STRICT), as_of=AS_OF)
+    return result, out

@@ -23,7 +23,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from revseg.sample import SampleSpec, sample_transactions
-from tests.conftest import write_lake
+from tests.lakes import write_lake
 
 pytestmark = pytest.mark.cluster
 

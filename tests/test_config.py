@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from revseg.config import DEFAULT_LEVELS, Config, TierLevel, load_config
+from revseg.config import (
+    DEFAULT_LEVELS,
+    Config,
+    QualityConfig,
+    TierLevel,
+    config_from_dict,
+    load_config,
+    to_plain,
+)
 from revseg.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,3 +163,236 @@ def test_fingerprint_changes_with_content() -> None:
     b = load_config(None, ["tiers.accuracy=100"])
     assert a.fingerprint() == load_config(None).fingerprint()
     assert a.fingerprint() != b.fingerprint()
+
+
+# The fingerprints revseg 0.1.0's config code (revseg/config.py) gives these configs. Run
+# logs hold them: a change would make every incremental run after an upgrade recompute
+# everything, so they must never change.
+LOCAL = str(REPO / "conf" / "local.yaml")
+PINNED_FINGERPRINTS = [
+    (LOCAL, (), "35be465a81080a8b"),
+    (
+        LOCAL,
+        ("quality.min_date=2020-01-01", "quality.max_abs_amount=1000000"),
+        "1dc7366978d4d40f",
+    ),
+    (LOCAL, ("quality.max_abs_amount='2500.50'",), "82091d5aee74cd05"),
+    (LOCAL, ("quality.max_abs_amount=2500.5",), "2b499b2370916d6d"),
+    (LOCAL, ("quality.min_date='2021-03-04'",), "eefdcb7a579949c9"),
+    (None, (), "52d9e118446a8062"),
+    (str(REPO / "conf" / "bench.yaml"), (), "e312ee9e10ed5fd7"),
+    (str(REPO / "conf" / "cluster.yaml"), (), "46cf76bab65359f0"),
+    (str(REPO / "conf" / "databricks.yaml"), (), "08e19a4795e9ad4c"),
+]
+
+
+@pytest.mark.parametrize(("path", "overrides", "fingerprint"), PINNED_FINGERPRINTS)
+def test_fingerprints_are_those_of_revseg_0_1_0(
+    path: str | None, overrides: tuple[str, ...], fingerprint: str
+) -> None:
+    assert load_config(path, overrides).fingerprint() == fingerprint
+
+
+def test_typed_fingerprint_values_match_the_text_ones() -> None:
+    typed = load_config(
+        LOCAL, {"quality.min_date": date(2020, 1, 1), "quality.max_abs_amount": 1000000}
+    )
+    assert typed.fingerprint() == "1dc7366978d4d40f"
+    assert load_config(LOCAL, {"quality.max_abs_amount": Decimal("2500.50")}).fingerprint() == (
+        "82091d5aee74cd05"
+    )
+
+
+def test_loading_a_config_does_not_import_pyspark() -> None:
+    code = (
+        "import sys, revseg.config; revseg.config.load_config('conf/local.yaml'); "
+        "print('pyspark' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+# --- typed quality limits ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("quality: {min_date: 2020-01-01}", date(2020, 1, 1)),
+        ("quality: {min_date: '2020-01-01'}", date(2020, 1, 1)),
+        ("quality: {min_date: null}", None),
+        ("quality: {}", None),
+    ],
+)
+def test_min_date_is_a_date(tmp_path: Path, text: str, expected: date | None) -> None:
+    min_date = load_config(write(tmp_path, text)).quality.min_date
+    assert min_date == expected
+    assert type(min_date) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("quality: {max_abs_amount: 1000000}", Decimal("1000000")),
+        ("quality: {max_abs_amount: 2500.5}", Decimal("2500.5")),
+        ("quality: {max_abs_amount: 0.1}", Decimal("0.1")),
+        ("quality: {max_abs_amount: '2500.50'}", Decimal("2500.50")),
+        ("quality: {max_abs_amount: null}", None),
+    ],
+)
+def test_max_abs_amount_is_a_decimal(tmp_path: Path, text: str, expected: Decimal | None) -> None:
+    amount = load_config(write(tmp_path, text)).quality.max_abs_amount
+    assert amount == expected
+    assert type(amount) is type(expected)
+    if expected is not None:
+        assert str(amount) == str(expected)  # 2500.50 keeps its digits; 0.1 is not binary
+
+
+MIN_DATE_ERROR = "config key 'quality.min_date': expected a date such as 2020-01-01, got "
+AMOUNT_ERROR = (
+    "config key 'quality.max_abs_amount': expected a positive amount such as 1000000, got "
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("quality: {min_date: true}", MIN_DATE_ERROR + "a boolean (true)"),
+        ("quality: {min_date: soon}", MIN_DATE_ERROR + "'soon'"),
+        ("quality: {min_date: '2020-13-01'}", MIN_DATE_ERROR + "'2020-13-01'"),
+        ("quality: {min_date: 2020}", MIN_DATE_ERROR + "int 2020"),
+        ("quality: {min_date: 2020-01-01 10:00:00}", MIN_DATE_ERROR + "'2020-01-01T10:00:00'"),
+        ("quality: {min_date: [2020-01-01]}", MIN_DATE_ERROR + "a list"),
+        ("quality: {max_abs_amount: true}", AMOUNT_ERROR + "a boolean (true)"),
+        ("quality: {max_abs_amount: lots}", AMOUNT_ERROR + "'lots'"),
+        ("quality: {max_abs_amount: .nan}", AMOUNT_ERROR + "'nan'"),
+        ("quality: {max_abs_amount: Infinity}", AMOUNT_ERROR + "'Infinity'"),
+        ("quality: {max_abs_amount: 0}", AMOUNT_ERROR + "'0'"),
+        ("quality: {max_abs_amount: '-5.00'}", AMOUNT_ERROR + "'-5.00'"),
+        ("quality: {max_abs_amount: {a: 1}}", AMOUNT_ERROR + "a mapping"),
+        ("quality: {min_date: 2020-02-30}", "not valid YAML: day is out of range for month"),
+    ],
+)
+def test_bad_quality_limits(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(str(path))
+    assert str(info.value).endswith(message)
+
+
+# --- Config.from_dict ----------------------------------------------------------------------
+
+
+def test_from_dict_builds_and_validates() -> None:
+    raw = {
+        "source": {"path": "/lake/tx", "columns": {"customer_id": "cust_no"}},
+        "periods": {"grains": ["month", "year"], "timezone": "Europe/Berlin"},
+        "tiers": {"levels": [{"name": "top", "fraction": 0.2}, {"name": "rest", "fraction": 1}]},
+        "quality": {"min_date": "2020-01-01", "max_abs_amount": 1000},
+        "spark": {"spark.sql.shuffle.partitions": 4},
+    }
+    config = Config.from_dict(raw)
+    assert config == config_from_dict(raw)
+    assert config.source.columns == {"customer_id": "cust_no"}
+    assert config.periods.grains == ("month", "year")
+    assert config.tiers.levels == (TierLevel("top", 0.2), TierLevel("rest", 1.0))
+    assert config.quality == QualityConfig(min_date=date(2020, 1, 1), max_abs_amount=Decimal(1000))
+    assert config.spark == {"spark.sql.shuffle.partitions": "4"}
+    assert Config.from_dict({}) == Config() == load_config(None)
+
+
+def test_from_dict_equals_the_yaml_file() -> None:
+    import yaml
+
+    raw = yaml.safe_load((REPO / "conf" / "local.yaml").read_text())
+    config = Config.from_dict(raw)
+    assert config == load_config(LOCAL)
+    assert config.fingerprint() == "35be465a81080a8b"
+
+
+def test_from_dict_takes_python_values() -> None:
+    config = Config.from_dict(
+        {
+            "periods": {"grains": ("month",)},
+            "tiers": {"levels": [TierLevel("all", 1.0)]},
+            "quality": QualityConfig(min_date=date(2021, 3, 4), max_abs_amount=Decimal("2.5")),
+        }
+    )
+    assert config.tiers.levels == (TierLevel("all", 1.0),)
+    assert config.quality.min_date == date(2021, 3, 4)
+    assert config.quality.max_abs_amount == Decimal("2.5")
+
+
+def test_from_dict_round_trips_to_plain() -> None:
+    config = load_config(LOCAL, ["quality.min_date=2020-01-01", "quality.max_abs_amount=2500.50"])
+    assert Config.from_dict(to_plain(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"sourc": {}}, "config: unknown config key 'sourc'; did you mean 'source'?"),
+        ({"tiers": {"accuracy": 0}}, "config: config key 'tiers.accuracy': must be at least 1"),
+        ({"periods": {"grains": "month"}}, "config: config key 'periods.grains': expected a list"),
+        ({"quality": {"min_date": datetime(2020, 1, 1, 10)}}, "config: " + MIN_DATE_ERROR),
+        ({"quality": {"max_abs_amount": Decimal("-1")}}, "config: " + AMOUNT_ERROR + "'-1'"),
+        ([1, 2], "config: config key '(top level)': expected a mapping, got a list"),
+    ],
+)
+def test_from_dict_errors_name_the_key(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict(raw)  # type: ignore[arg-type]
+    assert str(info.value).startswith(message)
+
+
+# --- mapping overrides ---------------------------------------------------------------------
+
+
+def test_mapping_overrides_set_values_as_they_are(tmp_path: Path) -> None:
+    path = write(tmp_path, "source: {path: /a}\noutput: {path: /out}\n")
+    config = load_config(
+        path,
+        {
+            "periods.grains": ["month"],
+            "output.path": "2024-01-01",  # text stays text: not parsed as a YAML date
+            "source.path": "[not, a, list]",
+            "spark.spark.sql.shuffle.partitions": 16,
+            "source.columns.customer_id": "cust_no",
+            "quality.min_date": date(2020, 1, 1),
+            "quality.max_abs_amount": "2500.50",
+        },
+    )
+    assert config.periods.grains == ("month",)
+    assert config.output.path == "2024-01-01"
+    assert config.source.path == "[not, a, list]"
+    assert config.spark == {"spark.sql.shuffle.partitions": "16"}
+    assert config.source.columns == {"customer_id": "cust_no"}
+    assert config.quality.min_date == date(2020, 1, 1)
+    assert config.quality.max_abs_amount == Decimal("2500.50")
+
+
+def test_mapping_overrides_equal_the_string_form() -> None:
+    strings = load_config(LOCAL, ["periods.grains=[month, year]", "tiers.accuracy=500"])
+    mapping = load_config(LOCAL, {"periods.grains": ["month", "year"], "tiers.accuracy": 500})
+    assert mapping == strings
+    assert mapping.fingerprint() == strings.fingerprint()
+
+
+def test_mapping_overrides_do_not_change_the_callers_values() -> None:
+    fx = {"path": "/fx"}
+    config = load_config(None, {"revenue.fx_rates": fx, "revenue.fx_rates.format": "delta"})
+    assert config.revenue.fx_rates is not None
+    assert (config.revenue.fx_rates.path, config.revenue.fx_rates.format) == ("/fx", "delta")
+    assert fx == {"path": "/fx"}
+
+
+def test_bad_mapping_overrides() -> None:
+    with pytest.raises(ConfigError, match=r"^defaults: config key 'tiers.accuracy': expected a"):
+        load_config(None, {"tiers.accuracy": "500"})  # a mapping's values are not YAML
+    with pytest.raises(ConfigError, match=r"override periods.grains.x: 'periods.grains' is not"):
+        load_config(None, {"periods.grains": ["month"], "periods.grains.x": 1})
+    with pytest.raises(ConfigError, match="expected a dotted config key"):
+        load_config(None, {"": 1})

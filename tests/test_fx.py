@@ -14,7 +14,7 @@ from revseg import contract
 from revseg.config import load_config
 from revseg.errors import RunError, SourceError
 from revseg.pipeline import run_segmentation
-from tests.conftest import write_lake
+from tests.lakes import write_lake
 
 TX_SCHEMA = (
     "transaction_id string, customer_id string, transaction_ts timestamp, "
@@ -85,10 +85,10 @@ def test_rates_by_date_staleness_and_half_even_rounding(
         "yen": Decimal("10.05"),
         "usd": Decimal("7.00"),
     }
-    assert result.counts["stale_fx_rate"] == 1
-    assert result.counts["missing_fx_rate"] == 2
-    assert result.counts["invalid_amount"] == 1
-    assert result.counts["valid_rows"] == 6
+    assert result.counts.rejected("stale_fx_rate") == 1
+    assert result.counts.rejected("missing_fx_rate") == 2
+    assert result.counts.rejected("invalid_amount") == 1
+    assert result.counts.valid_rows == 6
 
 
 def test_zero_decimal_reporting_currency_rounds_to_whole_units(

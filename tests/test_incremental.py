@@ -1,10 +1,10 @@
 """`revseg run --incremental`: which days changed since the last run of every period, and
-the periods recomputed for them; checked against a full run of the same final input."""
+the periods recomputed for them; checked against a full run of the same final input. The
+days a change affects, in plain Python: `tests/io/test_changes.py`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +16,6 @@ from pyspark.sql import functions as F
 
 from revseg import contract
 from revseg.config import Config, load_config
-from revseg.io.changes import UNDATED, InputState, affected_days
 from revseg.periods import make_grains, plan_changed_days
 from revseg.pipeline import run_segmentation
 from revseg.sample import SampleSpec, sample_transactions
@@ -179,49 +178,6 @@ def test_delta_source_changes_including_deletion_vectors(
     assert fourth.note is not None and "nothing to write" in fourth.note
     fifth = run_segmentation(spark, other, incremental=True)
     assert fifth.status == "skipped" and fifth.same_as == fourth.run_id
-
-
-def state(
-    days: Mapping[str, str], fx: Mapping[str, str] | None = None, as_of: str | None = None
-) -> InputState:
-    return InputState(days=days, fx=fx or {}, as_of=as_of)
-
-
-def test_affected_days_from_partitions_rates_and_as_of() -> None:
-    before = state({"2024-03-01": "a", "2024-03-02": "b", "2024-03-05": "c"}, {}, "2024-03-05")
-    # A new partition on the first of a month: its rows may fall on the last day before.
-    now = state({**before.days, "2024-03-01": "A"}, {}, "2024-03-05")
-    assert affected_days(before, now, 3, 0) == {date(2024, 2, 29), *_days(3, 1, 2)}
-    # Refunds booked to their sale: a change moves refunds to or from days up to that many
-    # days before and after, where there are rows.
-    wide = state({"2024-02-20": "w", "2024-03-01": "a", "2024-03-10": "x", "2024-03-25": "y"})
-    wide_now = state({**wide.days, "2024-03-01": "A"})
-    assert affected_days(wide, wide_now, 3, 10) == {
-        *_days(2, 19, 21),
-        date(2024, 2, 29),
-        *_days(3, 1, 2),
-        *_days(3, 9, 11),
-    }
-    # A partition value that is not a date, unchanged, changes nothing.
-    undated = state({**before.days, UNDATED: "z"}, {}, "2024-03-05")
-    assert affected_days(undated, undated, 3, 0) == set()
-    # A removed partition is a change too.
-    gone = state({"2024-03-01": "a", "2024-03-02": "b"}, {}, "2024-03-05")
-    assert affected_days(before, gone, 3, 0) == _days(3, 4, 6)
-    # A changed rate: its day and the staleness window after it, where rows can be.
-    rates = state(before.days, {"2024-03-02": "x"}, "2024-03-05")
-    assert affected_days(before, rates, 3, 0) == _days(3, 2, 5)
-    # A moved as-of date: the days around both dates that rows can fall on.
-    later = state(before.days, {}, "2024-03-08")
-    assert affected_days(before, later, 3, 0) == _days(3, 4, 6)
-    # A partition value that is not a date: no day to place it.
-    odd = state({**before.days, UNDATED: "z"}, {}, "2024-03-05")
-    assert isinstance(affected_days(before, odd, 3, 0), str)
-    assert affected_days(before, before, 3, 0) == set()
-
-
-def _days(month: int, first: int, last: int) -> set[date]:
-    return {date(2024, month, d) for d in range(first, last + 1)}
 
 
 def test_plan_for_changed_days_writes_only_their_periods() -> None:

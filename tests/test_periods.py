@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from revseg.checks import incomplete_windows
 from revseg.periods import (
     GRAINS,
     SUPPORTED_GRAINS,
@@ -23,7 +24,6 @@ from revseg.periods import (
     plan_periods,
     week_key,
 )
-from revseg.pipeline import incomplete_windows
 
 
 def test_month_parse_and_arithmetic() -> None:
@@ -120,7 +120,10 @@ def test_rolling_windows_plan_reads_the_lookback() -> None:
 
 def test_incomplete_windows_lack_history_or_run_past_the_data() -> None:
     grains = make_grains(("month", "rolling_3m"))
-    skipped = incomplete_windows(grains, Month.parse("2024-01").index, Month.parse("2024-06").index)
+    windows = [g for g in grains if g.rolling]
+    skipped = incomplete_windows(
+        windows, Month.parse("2024-01").index, Month.parse("2024-06").index
+    )
     assert skipped == {"L3M-2024-01", "L3M-2024-02", "L3M-2024-07", "L3M-2024-08"}
 
 

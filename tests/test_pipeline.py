@@ -1,13 +1,15 @@
-"""The whole job on a small generated lake: tables, reconciliation, re-runs, pruning.
+"""The whole job on a small generated lake: tables, reconciliation, re-runs, errors,
+grains, refunds and metrics.
 
 Outputs are read back with delta-rs (an independent Delta reader) and the input's revenue is
-computed independently with DuckDB over the same Parquet files.
+computed independently with DuckDB over the same Parquet files. How the source is read:
+`tests/io/test_source.py`; the tables as written: `tests/io/test_outputs.py`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,58 +22,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from revseg import contract
-from revseg.config import Config, load_config
-from revseg.errors import RunError, SourceError, TableError
-from revseg.io.source import prune_to_days, read_source
+from revseg.errors import RunError, SourceError
 from revseg.periods import Month
 from revseg.pipeline import run_segmentation
-from revseg.quality import ROW_REASONS
-from revseg.sample import SampleSpec, fx_rates, sample_transactions
-from tests.conftest import write_lake
-
-SPEC = SampleSpec(rows=6000, customers=400, start=date(2024, 1, 1), end=date(2024, 6, 30), seed=3)
-
-
-@pytest.fixture(scope="module")
-def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The realistic sample (currencies, refunds, test orders) with its FX table beside it,
-    plus rows revseg must not count twice or at all: a duplicate and a currency without
-    rates."""
-    root = tmp_path_factory.mktemp("lake")
-    frame = sample_transactions(spark, SPEC)
-    first = frame.where(F.col("currency") == "USD").limit(1)
-    extra = first.unionByName(
-        first.withColumn("transaction_id", F.lit("CHF-1")).withColumn("currency", F.lit("CHF"))
-    )
-    fx_rates(spark, SPEC).write.parquet(str(root / "fx_rates"))
-    return write_lake(frame.unionByName(extra), root / "transactions")
-
-
-def fx_beside(lake: str) -> list[str]:
-    """The override that points at the FX table generated beside a sample lake, if any."""
-    rates = Path(lake).parent / "fx_rates"
-    return [f"revenue.fx_rates.path={rates}"] if rates.exists() else []
-
-
-# Hand-built inputs of a few rows exceed any sensible share of bad rows by design.
-ANY_SHARE_QUARANTINED = "quality.max_quarantine_fraction=1"
-
-
-def config_for(lake: str, out: Path, *overrides: str) -> Config:
-    return load_config(
-        None,
-        [
-            f"source.path={lake}",
-            f"output.path={out}",
-            *fx_beside(lake),
-            ANY_SHARE_QUARANTINED,
-            *overrides,
-        ],
-    )
-
-
-def read_delta(path: str) -> list[dict[str, Any]]:
-    return DeltaTable(path).to_pyarrow_table().to_pylist()
+from revseg.reasons import ROW_REASONS
+from tests.lakes import SPEC, config_for, fx_beside, naive, read_delta, write_lake
 
 
 def expected_revenue(lake: str) -> dict[tuple[str, str], Decimal]:
@@ -130,48 +85,6 @@ def revenue_by_period(rows: list[dict[str, Any]]) -> dict[tuple[str, str], Decim
     return dict(totals)
 
 
-@pytest.fixture(scope="module")
-def full_run(spark: SparkSession, lake: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    out = tmp_path_factory.mktemp("out")
-    config = config_for(lake, out)
-    return config, run_segmentation(spark, config)
-
-
-def test_tables_are_standard_delta_read_back_by_delta_rs(
-    spark: SparkSession, full_run: Any
-) -> None:
-    _, result = full_run
-    segments_path = result.table_path(contract.CUSTOMER_SEGMENTS)
-    boundaries_path = result.table_path(contract.TIER_BOUNDARIES)
-
-    segments = DeltaTable(segments_path)
-    assert segments.metadata().partition_columns == ["segment", "period"]
-    assert DeltaTable(boundaries_path).metadata().partition_columns == ["period"]
-    arrow_schema = segments.to_pyarrow_table().schema
-    assert arrow_schema.names == [f.name for f in contract.CUSTOMER_SEGMENTS_SCHEMA.fields]
-    assert str(arrow_schema.field("revenue").type) == "decimal128(18, 2)"
-    assert str(arrow_schema.field("orders").type) == "int64"
-
-    for path, schema in (
-        (segments_path, contract.CUSTOMER_SEGMENTS_SCHEMA),
-        (boundaries_path, contract.TIER_BOUNDARIES_SCHEMA),
-    ):
-        names = schema.fieldNames()
-        by_spark = sorted(
-            tuple(r) for r in spark.read.format("delta").load(path).select(*names).collect()
-        )
-        by_delta_rs = sorted(tuple(r[n] for n in names) for r in read_delta(path))
-        assert len(by_spark) > 0
-        assert by_spark == [tuple(_naive(v) for v in row) for row in by_delta_rs]
-
-
-def _naive(value: Any) -> Any:
-    """delta-rs returns UTC-aware timestamps, Spark (session in UTC) naive ones."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
-
-
 def test_revenue_per_period_reconciles_to_the_cent(full_run: Any, lake: str) -> None:
     _, result = full_run
     written = revenue_by_period(read_delta(result.table_path(contract.CUSTOMER_SEGMENTS)))
@@ -184,18 +97,18 @@ def test_revenue_per_period_reconciles_to_the_cent(full_run: Any, lake: str) -> 
         f"SELECT transaction_type, count(*) FROM read_parquet('{lake}/*/*.parquet') GROUP BY 1"
     ).fetchall()
     rows = dict(kinds)
-    assert result.counts["input_rows"] == sum(rows.values())
-    assert result.counts["duplicate"] == 1
-    assert result.counts["missing_fx_rate"] == 1  # the CHF row
-    assert result.counts["excluded_type"] == rows["test"] > 0
+    assert result.counts.input_rows == sum(rows.values())
+    assert result.counts.duplicates == 1
+    assert result.counts.rejected("missing_fx_rate") == 1  # the CHF row
+    assert result.counts.rejected("excluded_type") == rows["test"] > 0
     # every row is counted once: valid, duplicate or rejected with a reason
-    rejected = sum(result.counts[code] for code in ROW_REASONS)
-    assert result.counts["valid_rows"] + result.counts["duplicate"] + rejected == sum(rows.values())
+    rejected = sum(result.counts.rejected(code) for code in ROW_REASONS)
+    assert result.counts.valid_rows + result.counts.duplicates + rejected == sum(rows.values())
     assert rows["refund"] + rows["chargeback"] > 0 and rows["sale"] > SPEC.rows * 0.99
-    assert result.counts["refund_rows"] == rows["refund"] + rows["chargeback"]
+    assert result.counts.refund_rows == rows["refund"] + rows["chargeback"]
     written = read_delta(result.table_path(contract.CUSTOMER_SEGMENTS))
     refunds = sum(r["refunds"] for r in written if r["period_grain"] == "month")
-    assert Decimal(result.counts["refund_cents"]) / 100 == refunds
+    assert Decimal(result.counts.refund_cents) / 100 == refunds
 
 
 def test_segments_follow_cut_points(full_run: Any) -> None:
@@ -213,21 +126,6 @@ def test_segments_follow_cut_points(full_run: Any) -> None:
     for b in boundaries:
         shares[b["period"]] += b["revenue_share"] or 0.0
     assert all(abs(total - 1.0) < 1e-9 for total in shares.values())
-
-
-def test_one_file_per_partition_and_run_id_in_commit(full_run: Any) -> None:
-    _, result = full_run
-    path = result.table_path(contract.CUSTOMER_SEGMENTS)
-    files = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()
-    per_partition = defaultdict(int)
-    for action in files:
-        per_partition[(action["partition.segment"], action["partition.period"])] += 1
-    assert per_partition and max(per_partition.values()) == 1
-    for table in (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES):
-        last = DeltaTable(result.table_path(table)).history(1)[0]
-        assert last["userMetadata"] == result.run_id
-        assert last["operation"] == "WRITE"
-        assert "`period` IN ('2024" in last["operationParameters"]["predicate"]
 
 
 def test_rerun_changes_nothing_and_one_month_run_touches_only_its_periods(
@@ -261,7 +159,7 @@ def test_rerun_changes_nothing_and_one_month_run_touches_only_its_periods(
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(_naive(row[f.name]) for f in contract.CUSTOMER_SEGMENTS_SCHEMA.fields)
+    return tuple(naive(row[f.name]) for f in contract.CUSTOMER_SEGMENTS_SCHEMA.fields)
 
 
 def _files_by_period(path: str) -> dict[str, set[str]]:
@@ -269,18 +167,6 @@ def _files_by_period(path: str) -> dict[str, set[str]]:
     for action in pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist():
         result[action["partition.period"]].add(action["path"])
     return dict(result)
-
-
-def test_month_run_reads_only_needed_partitions(spark: SparkSession, lake: str) -> None:
-    config = config_for(lake, Path("/unused"))
-    source = read_source(spark, config.source)
-    pruned = prune_to_days(source, config.source, date(2024, 2, 29), date(2024, 4, 1))
-    plan = pruned._jdf.queryExecution().executedPlan().toString()
-    assert "PartitionFilters: [" in plan and "transaction_date" in plan
-    read = pruned.select(F.input_file_name().alias("f")).distinct().collect()
-    days = {r["f"].split("transaction_date=")[1].split("/")[0] for r in read}
-    assert min(days) == "2024-02-29" and max(days) == "2024-04-01"
-    assert len(days) == 33
 
 
 def test_empty_requested_period_fails_and_writes_nothing(
@@ -305,12 +191,6 @@ def test_missing_column_names_the_column_and_key(
     assert "'amount'" in message and "'net_amount'" in message
     assert "source.columns.amount" in message
     assert not (tmp_path / "out").exists()
-
-
-def test_missing_source_path(spark: SparkSession, tmp_path: Path) -> None:
-    config = config_for(str(tmp_path / "nowhere"), tmp_path / "out")
-    with pytest.raises(SourceError, match=r"source.path .* does not exist"):
-        run_segmentation(spark, config)
 
 
 # (A Delta source: tests/test_incremental.py, which also follows its versions.)
@@ -423,51 +303,10 @@ def test_transaction_types_refunds_and_excluded_rows(spark: SparkSession, tmp_pa
         ("b", "2024-01"): (Decimal("40.00"), Decimal("0.00"), Decimal("40.00"), 1, "silver"),
         ("b", "2024-02"): (Decimal("0.00"), Decimal("60.00"), Decimal("-60.00"), 0, "no_revenue"),
     }
-    assert result.counts["excluded_type"] == 1 and result.counts["unknown_transaction_type"] == 1
-
-
-def test_conform_flags_sub_cent_amounts_and_blank_types_are_sales(spark: SparkSession) -> None:
-    from revseg.conform import conform_transactions, resolve_columns
-    from revseg.quality import with_rejection_reason
-
-    rows = [
-        ("t1", "a", "2024-01-05T10:00:00Z", "12.34", "USD", ""),
-        ("t2", "a", "2024-01-05T10:00:00Z", "12.345", "USD", "sale"),
-        ("t3", "a", "2024-01-05T10:00:00Z", "twelve", "USD", "sale"),
-        ("t4", "a", "not a time", "1.00", "USD", None),
-        ("t5", "a", "2024-01-05T10:00:00Z", "1.00", "usd ", "REFUND"),
-    ]
-    source = spark.createDataFrame(
-        rows,
-        "transaction_id string, customer_id string, transaction_ts string, amount string, "
-        "currency string, transaction_type string",
+    assert (
+        result.counts.rejected("excluded_type") == 1
+        and result.counts.rejected("unknown_transaction_type") == 1
     )
-    conformed = conform_transactions(source, resolve_columns(source.columns, {}, "test"))
-    reasons = [r["reason"] for r in with_rejection_reason(conformed, "USD").collect()]
-    assert reasons == [None, "invalid_amount", "invalid_amount", "invalid_timestamp", None]
-
-
-def test_output_path_with_foreign_files_is_refused(
-    spark: SparkSession, lake: str, tmp_path: Path
-) -> None:
-    foreign = tmp_path / "out" / "customer_segments"
-    foreign.mkdir(parents=True)
-    (foreign / "notes.txt").write_text("not a table")
-    with pytest.raises(TableError, match=r"(holds files that are not a Delta table|cannot create)"):
-        run_segmentation(spark, config_for(lake, tmp_path / "out", "periods.grains=[year]"))
-    assert (foreign / "notes.txt").read_text() == "not a table"
-
-
-def test_integer_date_partition_is_a_clear_error(spark: SparkSession, tmp_path: Path) -> None:
-    frame = spark.createDataFrame(
-        [("t1", "a", datetime(2024, 1, 5), Decimal("1.00"), "USD", 20240105)],
-        "transaction_id string, customer_id string, transaction_ts timestamp, "
-        "amount decimal(18,2), currency string, transaction_date int",
-    )
-    lake = write_lake(frame, tmp_path / "lake")
-    config = config_for(lake, tmp_path / "out")
-    with pytest.raises(SourceError, match=r"source.date_partition column 'transaction_date' is"):
-        run_segmentation(spark, config, Month.parse("2024-01"), Month.parse("2024-01"))
 
 
 def test_recency_tenure_active_months_quantity_and_margin(
@@ -615,14 +454,14 @@ def test_refund_attribution_transaction_or_original(spark: SparkSession, tmp_pat
         ("c", "2024-02"): money("0", "1", "-1"),  # names another customer's sale
         ("d", "2023-12"): money("60", "60", "0"),
     }
-    assert full.counts["unattributed_refunds"] == 3 and full.counts["refund_rows"] == 6
-    assert full.counts["duplicate"] == 1
+    assert full.counts.unattributed_refunds == 3 and full.counts.refund_rows == 6
+    assert full.counts.duplicates == 1
 
     # A run of January and February reads December's sales and March's refunds for them,
     # and gives the same rows as the full run; d's refund belongs to December, outside it.
     ranged, by_range = run("range", "original", months=("2024-01", "2024-02"))
     assert by_range == {k: v for k, v in by_original.items() if k[1] in ("2024-01", "2024-02")}
-    counts = ranged.counts
+    counts = ranged.counts.logged()
     rejected = sum(counts[code] for code in ROW_REASONS)
     assert counts["input_rows"] == len(rows)
     assert counts["valid_rows"] + counts["duplicate"] + counts["outside_range"] + rejected == len(
@@ -677,27 +516,3 @@ def test_top_channel_and_category_with_shares(spark: SparkSession, tmp_path: Pat
         ("b", "2024-01"): b_january,
         ("b", "2024-Q1"): b_january,
     }
-
-
-def test_source_column_names_are_quoted_whatever_they_hold(spark: SparkSession) -> None:
-    from revseg.conform import conform_transactions, resolve_columns
-
-    frame = spark.createDataFrame(
-        [("t1", "a", datetime(2024, 1, 5), "12.50", "USD")],
-        "`tx.id` string, `cust``no` string, ts timestamp, `net amount` string, ccy string",
-    )
-    mapping = {
-        "transaction_id": "tx.id",
-        "customer_id": "cust`no",
-        "transaction_ts": "ts",
-        "amount": "net amount",
-        "currency": "ccy",
-    }
-    columns = resolve_columns(frame.columns, mapping, "memory")
-    row = conform_transactions(frame, columns).first()
-    assert row is not None
-    assert (row["transaction_id"], row["customer_id"], row["amount"]) == (
-        "t1",
-        "a",
-        Decimal("12.50"),
-    )

@@ -17,10 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
+from revseg.columns import resolve_columns
 from revseg.config import load_config
+from revseg.customer_periods import customer_period_rows
+from revseg.io.inputs import read_rates
 from revseg.metrics import with_period_labels
 from revseg.periods import Month, make_grains
-from revseg.pipeline import customer_period_rows
+from revseg.pipeline import pass_options
 
 GRAINS = ("week", "month", "quarter", "year", "fiscal_year", "fiscal_quarter", "rolling_3m")
 STALENESS = 3
@@ -126,9 +129,11 @@ def test_net_revenue_per_period_equals_converted_sales_minus_refunds(
         ],
     )
     grains = make_grains(GRAINS, 4)
-    frame, _, _ = customer_period_rows(
-        spark, spark.createDataFrame(records, TX_SCHEMA), config, grains
-    )
+    source = spark.createDataFrame(records, TX_SCHEMA)
+    assert config.revenue.fx_rates is not None
+    options = pass_options(config, read_rates(spark, config.revenue.fx_rates), None)
+    columns = resolve_columns(source.columns, {}, "memory")
+    frame, _, _ = customer_period_rows(source, columns, options, grains)
     periods = with_period_labels(frame.where(frame.grain_idx < len(grains)), grains)
     got: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for row in periods.collect():

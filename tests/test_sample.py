@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 
 from pyspark.sql import SparkSession
@@ -20,11 +21,11 @@ from revseg.sample import (
 
 def test_same_seed_same_rows_other_seed_other_rows(spark: SparkSession) -> None:
     spec = SampleSpec(rows=3000, customers=200, start=date(2024, 1, 1), end=date(2024, 12, 31))
-    a = sample_transactions(spark, spec)
-    b = sample_transactions(spark, spec)
-    c = sample_transactions(spark, SampleSpec(**{**spec.__dict__, "seed": 8}))
-    assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
-    assert a.exceptAll(c).count() > 0
+    a = Counter(sample_transactions(spark, spec).collect())
+    b = Counter(sample_transactions(spark, spec).collect())
+    c = Counter(sample_transactions(spark, SampleSpec(**{**spec.__dict__, "seed": 8})).collect())
+    assert a == b and sum(a.values()) >= spec.rows  # (a few thousand rows: compared here)
+    assert a != c and a - c
 
 
 def test_contract_and_shape(spark: SparkSession) -> None:

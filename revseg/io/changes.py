@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 from delta.tables import DeltaTable
@@ -171,6 +171,12 @@ def fx_date_fingerprints(rates: DataFrame) -> dict[str, str]:
 # --- comparing two states (pure) ---------------------------------------------------------
 
 
+class EveryPeriod(NamedTuple):
+    """Why a change cannot be placed in time, so that every period must be recomputed."""
+
+    reason: str
+
+
 def changed_keys(before: Mapping[str, str], now: Mapping[str, str]) -> set[str]:
     """Keys added, removed or whose fingerprint differs."""
     return {key for key in set(before) | set(now) if before.get(key) != now.get(key)}
@@ -182,7 +188,7 @@ def affected_days(
     fx_max_staleness_days: int,
     refund_reach_days: int,
     extra_source_days: Iterable[str] = (),
-) -> set[date] | str:
+) -> set[date] | EveryPeriod:
     """The days (in periods.timezone) whose periods must be recomputed, or the reason why
     every period must be.
 
@@ -195,7 +201,7 @@ def affected_days(
     """
     changed = changed_keys(before.days, now.days) | set(extra_source_days)
     if UNDATED in changed:
-        return "a source partition whose value is not a date changed"
+        return EveryPeriod("a source partition whose value is not a date changed")
     present = {
         date.fromisoformat(day) for day in set(before.days) | set(now.days) if day != UNDATED
     }
@@ -209,7 +215,7 @@ def affected_days(
     if before.as_of != now.as_of:
         ends = [date.fromisoformat(d) for d in (before.as_of, now.as_of) if d is not None]
         if len(ends) == 1 or not ends:
-            return "the as-of limit was set or cleared"
+            return EveryPeriod("the as-of limit was set or cleared")
         low, high = min(ends), max(ends)
         days |= _span(low - timedelta(days=1), high + timedelta(days=1)) & _near(present)
     if refund_reach_days and days:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -21,11 +21,9 @@ from pyspark.sql import functions as F
 from revseg import contract
 from revseg.errors import TableError
 from revseg.io import paths
+from revseg.io.changes import InputState
 from revseg.io.delta_tables import Txn, append_rows, ensure_table, latest_version
-
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-SKIPPED = "skipped"
+from revseg.result import FAILED, SUCCEEDED
 
 
 def runs_path(output_path: str) -> str:
@@ -96,25 +94,41 @@ def last_succeeded(spark: SparkSession, output_path: str) -> dict[str, Any] | No
     return rows[0].asDict(recursive=True) if rows else None
 
 
+class Baseline(NamedTuple):
+    """The run an incremental run compares with: its id, input state and table versions."""
+
+    run_id: str
+    state: InputState
+    table_versions: Mapping[str, int]
+
+
+class NoBaseline(NamedTuple):
+    """Why there is no baseline (the incremental run then computes every period)."""
+
+    reason: str
+
+
 def complete_baseline(
     spark: SparkSession, output_path: str, config_hash: str, version: str
-) -> dict[str, Any] | str:
+) -> Baseline | NoBaseline:
     """The last successful run that covered every period and logged its input state (what an
     incremental run compares with), or why there is none: no such run, or a run since then
     (even a failed one, which may have committed) used another config or revseg version."""
     try:
         frame = read_runs(spark, output_path)
     except TableError:
-        return "no run is logged under output.path yet"
+        return NoBaseline("no run is logged under output.path yet")
     rows = (
         frame.where(F.col("status").isin(SUCCEEDED, FAILED))
-        .select("run_id", "status", "config_hash", "revseg_version", "source_read")
+        .select(
+            "run_id", "status", "config_hash", "revseg_version", "source_read", "table_versions"
+        )
         .orderBy(F.col("finished_at").desc())
         .collect()
     )
     for row in rows:
         if row["config_hash"] != config_hash or row["revseg_version"] != version:
-            return (
+            return NoBaseline(
                 f"run {row['run_id']} used another config or revseg version "
                 f"({row['config_hash']}, revseg {row['revseg_version']})"
             )
@@ -122,13 +136,9 @@ def complete_baseline(
         if row["status"] == SUCCEEDED and read.get("scope") in ("all", "incremental"):
             if "state" not in read:
                 break
-            return _run_row(frame, row["run_id"])
-    return "no earlier run of every period logged the state of its input"
-
-
-def _run_row(frame: DataFrame, run_id: str) -> dict[str, Any]:
-    row = frame.where(F.col("run_id") == run_id).limit(1).collect()[0]
-    return row.asDict(recursive=True)
+            state = InputState.from_json(read["state"])
+            return Baseline(row["run_id"], state, dict(row["table_versions"] or {}))
+    return NoBaseline("no earlier run of every period logged the state of its input")
 
 
 def unchanged_since(

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, DataFrameReader, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from revseg.columns import CORRUPT_RECORD, quoted
 from revseg.config import InputTable, SourceConfig
-from revseg.conform import CORRUPT_RECORD, quoted
 from revseg.errors import SourceError
 from revseg.io.paths import qualify, redact
+from revseg.periods import PeriodPlan
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,23 @@ def prune_to_days(
     for low, high in more:
         wanted = wanted | day.between(F.lit(low), F.lit(high))
     return frame.where(wanted)
+
+
+def prune_to_plan(
+    frame: DataFrame, source: SourceConfig, plan: PeriodPlan | None, reach_days: int = 0
+) -> DataFrame:
+    """The source, pruned to the date partitions a run of `plan` needs (None: all; lazy).
+
+    One day either side: the lake is partitioned by date in its own time zone, periods are
+    cut in periods.timezone; rows outside the months are dropped later. Refunds attributed
+    to their sale also need the sales before the range and the refunds after it, up to
+    `reach_days` away.
+    """
+    if plan is None:
+        return frame
+    margin = timedelta(days=1 + reach_days)
+    days = [(low.first_day() - margin, high.last_day() + margin) for low, high in plan.read_ranges]
+    return prune_to_days(frame, source, *days[0], *days[1:])
 
 
 def _explain_read_error(source: InputTable, err: AnalysisException, key: str) -> str:

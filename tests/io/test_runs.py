@@ -18,8 +18,9 @@ from revseg.cli import main
 from revseg.config import Config, load_config
 from revseg.io import delta_tables
 from revseg.io.runs import latest_complete
-from revseg.pipeline import RunLog, run_segmentation
-from tests.conftest import write_lake
+from revseg.pipeline import run_segmentation
+from revseg.run_log import RunLog
+from tests.lakes import write_lake
 
 
 def rows_lake(spark: SparkSession, path: Path, bad_row: bool = False) -> str:
@@ -96,7 +97,7 @@ def test_retry_after_a_crash_between_commits_finishes_without_doubling(
         calls.append(path)
         return real_replace(frame, path, *args, **kwargs)
 
-    monkeypatch.setattr("revseg.pipeline.replace_periods", dies_after_first_commit)
+    monkeypatch.setattr("revseg.io.outputs.replace_periods", dies_after_first_commit)
     monkeypatch.setattr(RunLog, "write_failure", lambda *a: None)  # a killed run logs nothing
     with pytest.raises(SystemExit):
         run_segmentation(spark, cfg)
@@ -169,12 +170,3 @@ def test_runs_command_lists_the_log(
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("run_id") and len(lines) == 3
     assert "skipped" in lines[1] and "succeeded" in lines[2]  # newest first
-
-
-def test_credentials_are_taken_out_of_paths_and_errors() -> None:
-    from revseg.io.paths import redact
-
-    assert redact("s3a://AKIAXYZ:s3cr3t@bucket/lake") == "s3a://***@bucket/lake"
-    message = "cannot read abfss://c@acct.dfs.core.windows.net/x?sv=1&sig=abc%2F&se=2"
-    assert redact(message) == "cannot read abfss://c@acct.dfs.core.windows.net/x?sv=1&sig=***&se=2"
-    assert redact("/data/lake/transactions") == "/data/lake/transactions"

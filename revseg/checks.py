@@ -1,0 +1,157 @@
+"""Driver-side rules of a run, in plain Python: what may be written, and whether it adds up.
+
+They read the run's counts and the tier boundary rows (both small, on the driver) and either
+pass, return what to write, or raise a `RunError` that says why nothing was written. No
+Spark here: each rule is tested without a session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from revseg.errors import RunError
+from revseg.reasons import DUPLICATE, MISSING_FX_RATE, ROW_REASONS, STALE_FX_RATE
+from revseg.result import Boundary, RunCounts
+
+if TYPE_CHECKING:
+    from revseg.periods import RollingGrain
+
+
+def check_fx_coverage(counts: RunCounts, reporting_currency: str) -> None:
+    """With `revenue.fail_on_missing_fx`, a row without a usable rate fails the run."""
+    missing, stale = counts.rejected(MISSING_FX_RATE), counts.rejected(STALE_FX_RATE)
+    if missing + stale:
+        raise RunError(
+            f"{missing + stale} transaction(s) have no usable FX rate to "
+            f"{reporting_currency} (missing_fx_rate: {missing}, stale_fx_rate: {stale}) "
+            "and revenue.fail_on_missing_fx is true: nothing was written. Add the rates to "
+            "revenue.fx_rates or raise revenue.fx_max_staleness_days."
+        )
+
+
+def check_quarantine_fraction(counts: RunCounts, limit: float, quarantine_excluded: bool) -> None:
+    """Too much bad input fails the run before anything is written."""
+    total = counts.input_rows
+    quarantined = counts.quarantined(quarantine_excluded)
+    if total and quarantined / total > limit:
+        found = {**counts.by_reason, DUPLICATE: counts.duplicates}
+        by_reason = ", ".join(
+            f"{r} {found[r]:,}" for r in (*ROW_REASONS, DUPLICATE) if found.get(r)
+        )
+        raise RunError(
+            f"{quarantined:,} of {total:,} rows ({quarantined / total:.1%}) would be "
+            f"quarantined ({by_reason}), more than quality.max_quarantine_fraction "
+            f"({limit:.1%}): nothing was written. Fix the source, or raise the limit."
+        )
+
+
+def found_periods(boundaries: Iterable[Boundary], grains: Sequence[str]) -> dict[str, set[str]]:
+    """Per grain, the periods in which some customer has a row."""
+    found: dict[str, set[str]] = {name: set() for name in grains}
+    for row in boundaries:
+        if row["customers"] > 0:
+            found[row["period_grain"]].add(row["period"])
+    return found
+
+
+def empty_periods(planned: Mapping[str, Sequence[str]], boundaries: Iterable[Boundary]) -> set[str]:
+    """Planned periods without a single customer row."""
+    found = found_periods(boundaries, tuple(planned))
+    return {p for name, labels in planned.items() for p in labels if p not in found[name]}
+
+
+def periods_to_write(
+    planned: Mapping[str, Sequence[str]] | None,
+    boundaries: Sequence[Boundary],
+    grains: Sequence[str],
+    allow_empty: bool = False,
+    unstored: Collection[str] = (),
+) -> dict[str, tuple[str, ...]]:
+    """The planned periods (all must have data, unless `allow_empty`: then an empty period
+    is replaced by nothing; `unstored` empty periods are left out), or, without a plan,
+    every period the data produced."""
+    found = found_periods(boundaries, grains)
+    if planned is None:
+        if not any(found.values()):
+            raise RunError("the source holds no valid transactions: nothing to segment")
+        return {name: tuple(sorted(found[name])) for name in grains}
+    kept = {name: tuple(p for p in planned[name] if p not in unstored) for name in grains}
+    empty = [p for name in grains for p in kept[name] if p not in found[name]]
+    if empty and not allow_empty:
+        raise RunError(
+            f"no valid transactions for period(s) {', '.join(empty)}: nothing was written, "
+            "because replacing those periods with nothing would delete them (set "
+            "quality.allow_empty_periods: true if they are meant to be empty)"
+        )
+    return kept
+
+
+def incomplete_windows(
+    windows: Iterable[RollingGrain], first_month: int, last_month: int
+) -> set[str]:
+    """Rolling windows that start before the first month read or end after the last one.
+
+    Such a window lacks history (or runs past the data), so it is not written.
+    """
+    skipped: set[str] = set()
+    for grain in windows:
+        for key in range(first_month, last_month + grain.months):
+            window_first, window_last = grain.span(key)
+            if window_first.index < first_month or window_last.index > last_month:
+                skipped.add(grain.label(key))
+    return skipped
+
+
+def without_windows(
+    periods: Mapping[str, tuple[str, ...]], skipped: Collection[str]
+) -> dict[str, tuple[str, ...]]:
+    """The periods to write, less the `skipped` rolling windows; refuses to write nothing."""
+    kept = {
+        grain: tuple(p for p in labels if p not in skipped) for grain, labels in periods.items()
+    }
+    if not any(kept.values()):
+        raise RunError(
+            "nothing to write: every requested rolling window lacks history in the data "
+            "read (add a calendar grain, or a range whose windows are complete)"
+        )
+    return kept
+
+
+def written_revenue(
+    periods: Mapping[str, Sequence[str]], boundaries: Iterable[Boundary]
+) -> dict[str, Decimal]:
+    """Revenue per grain over the written periods, from the tier boundary rows."""
+    written = {p for labels in periods.values() for p in labels}
+    totals: dict[str, Decimal] = {}
+    for row in boundaries:
+        if row["period"] in written:
+            grain = row["period_grain"]
+            totals[grain] = totals.get(grain, Decimal(0)) + row["revenue"]
+    return totals
+
+
+def reconcile(
+    counts: RunCounts,
+    boundaries: Iterable[Boundary],
+    periods: Mapping[str, Sequence[str]],
+    calendar_grains: Collection[str],
+) -> None:
+    """Valid revenue in must equal revenue out, to the cent, for every calendar grain
+    (rolling windows overlap, so they have no such total)."""
+    rows = list(boundaries)
+    for grain, labels in periods.items():
+        if grain not in calendar_grains:
+            continue
+        written = sum(
+            int(row["revenue"] * 100)
+            for row in rows
+            if row["period_grain"] == grain and row["period"] in labels
+        )
+        expected = counts.revenue_cents.get(grain, 0)
+        if written != expected:
+            raise RunError(
+                f"reconciliation failed for {grain} periods: valid transactions add up to "
+                f"{expected / 100:.2f}, the segments to {written / 100:.2f}; nothing was written"
+            )

@@ -1,0 +1,120 @@
+"""The computation of a run, apart from its writes: transactions in -> customer segments,
+tier boundaries, quarantined rows and counts out, as DataFrames and values.
+
+Spark's work happens in two jobs here: the first scans the transactions once (shuffled once,
+by customer) and caches the customer x period rows while computing the cut points; the
+second counts the tier boundaries from that cache. The segments are then written from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+
+from revseg.config import TiersConfig
+from revseg.customer_periods import PassOptions, PeriodRows, customer_period_rows, quarantine_rows
+from revseg.periods import Grain, PeriodPlan
+from revseg.quarantine import quarantine_records
+from revseg.result import RunCounts
+from revseg.segmentation import boundary_rows, period_cuts, segmented_rows, segments_output
+
+logger = logging.getLogger(__name__)
+
+
+class StageTimer:
+    """Logs each stage with its duration and keeps the durations for the summary."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        logger.info("stage %s ...", stage)
+        yield
+        elapsed = time.perf_counter() - started
+        self.seconds[stage] = round(elapsed, 2)
+        logger.info("stage %s done in %.1f s", stage, elapsed)
+
+
+@dataclass(frozen=True)
+class Computation:
+    """A run's results before anything is written: `segments` in the shape of the
+    `customer_segments` table (lazy, over the cached customer x period rows), the tier
+    boundary rows (collected), and what the counts and the quarantine need."""
+
+    segments: DataFrame
+    boundaries: tuple[dict[str, Any], ...]
+    period_rows: PeriodRows
+    source: DataFrame
+    columns: Mapping[str, str]
+    options: PassOptions
+    plan: PeriodPlan | None
+
+    def counts(self) -> tuple[RunCounts, tuple[int, ...]]:
+        """The counts of the first pass and the hashes of the duplicated transactions (an
+        empty read has no observations: call only when some period has rows)."""
+        return self.period_rows.counts()
+
+    def quarantined(
+        self, duplicated: tuple[int, ...], quarantine_excluded: bool, run_id: str, run_date: date
+    ) -> DataFrame:
+        """The `quarantined_transactions` rows of this run (lazy: a second pass)."""
+        rows = quarantine_rows(
+            self.source, self.columns, self.options, self.plan, duplicated, quarantine_excluded
+        )
+        return quarantine_records(rows, run_id, run_date)
+
+
+@contextmanager
+def computation(
+    source: DataFrame,
+    columns: Mapping[str, str],
+    options: PassOptions,
+    grains: tuple[Grain, ...],
+    plan: PeriodPlan | None,
+    tiers: TiersConfig,
+    timer: StageTimer | None = None,
+) -> Iterator[Computation]:
+    """Compute the segments of `source` (already pruned to the months the plan reads); the
+    customer x period rows stay cached until the block ends."""
+    timer = timer or StageTimer()
+    with timer("read"):
+        period_rows = customer_period_rows(source, columns, options, grains, plan)
+    customer_periods = period_rows.rows.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with timer("aggregate and cut points"):
+            cuts = period_cuts(
+                source.sparkSession,
+                customer_periods,
+                grains,
+                tiers.levels,
+                tiers.accuracy,
+                tiers.by,
+            )
+        for frame in period_rows.cached:  # customer_periods is cached now
+            frame.unpersist()
+        segmented = segmented_rows(customer_periods, cuts, tiers.levels, tiers.by)
+        with timer("tier boundaries"):
+            boundaries = boundary_rows(segmented, cuts, tiers.levels, tiers.by)
+        yield Computation(
+            segments_output(segmented, tiers.by, options.timezone),
+            tuple(boundaries),
+            period_rows,
+            source,
+            columns,
+            options,
+            plan,
+        )
+    finally:
+        customer_periods.unpersist()
+        for frame in period_rows.cached:
+            frame.unpersist()

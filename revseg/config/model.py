@@ -1,0 +1,241 @@
+"""The configuration's frozen dataclasses, its constants, and its fingerprint.
+
+Nothing here reads files or validates: `revseg.config.load` builds these classes from YAML
+or a dict, and `revseg.config.rules` checks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+SOURCE_FORMATS = ("parquet", "delta", "csv", "json")
+NO_REVENUE_SEGMENT = "no_revenue"
+MAX_ACCURACY = 1_000_000
+
+
+@dataclass(frozen=True)
+class TierLevel:
+    """A value tier: customers in the top `fraction` of a period's revenue reach it."""
+
+    name: str
+    fraction: float
+
+
+DEFAULT_LEVELS = (
+    TierLevel("platinum", 0.01),
+    TierLevel("gold", 0.10),
+    TierLevel("silver", 0.50),
+    TierLevel("bronze", 1.0),
+)
+
+
+class InputTable(typing.Protocol):
+    """A table revseg reads: the transaction source or the FX rates."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def format(self) -> str: ...
+
+    @property
+    def columns(self) -> Mapping[str, str]: ...
+
+    @property
+    def options(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where the transactions are and how their columns map to the canonical contract."""
+
+    path: str = "data/transactions"
+    format: str = "parquet"
+    columns: Mapping[str, str] = field(default_factory=dict)
+    date_partition: str | None = "transaction_date"
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the Delta output tables live."""
+
+    path: str = "data/output"
+
+
+@dataclass(frozen=True)
+class PeriodsConfig:
+    """Which period grains to compute and in which time zone periods are cut."""
+
+    grains: tuple[str, ...] = ("month", "quarter", "year")
+    timezone: str = "UTC"
+    fiscal_year_start_month: int = 1
+
+
+@dataclass(frozen=True)
+class TiersConfig:
+    """Tier levels (highest first) and the accuracy passed to percentile_approx."""
+
+    levels: tuple[TierLevel, ...] = DEFAULT_LEVELS
+    accuracy: int = 10000
+    by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TransactionTypes:
+    """Which `transaction_type` values are sales, refunds (returns, chargebacks) or ignored.
+
+    Matched case-insensitively after trimming; a row without a type is a sale.
+    """
+
+    sale: tuple[str, ...] = ("sale", "purchase", "order")
+    refund: tuple[str, ...] = ("refund", "return", "chargeback")
+    ignore: tuple[str, ...] = ("test", "void")
+
+    def normalised(self, kind: str) -> tuple[str, ...]:
+        return tuple(value.strip().lower() for value in getattr(self, kind))
+
+
+REFUND_ATTRIBUTIONS = ("transaction", "original")
+FX_COLUMNS = ("currency", "rate_date", "rate")
+
+
+@dataclass(frozen=True)
+class FxRatesConfig:
+    """The exchange-rate table: one rate to the reporting currency per currency and date."""
+
+    path: str
+    format: str = "parquet"
+    columns: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RevenueConfig:
+    """How money is counted: net of refunds, in one reporting currency."""
+
+    reporting_currency: str = "USD"
+    types: TransactionTypes = field(default_factory=TransactionTypes)
+    refund_attribution: str = "transaction"
+    max_refund_delay_days: int = 120
+    fx_rates: FxRatesConfig | None = None
+    fx_max_staleness_days: int = 3
+    fail_on_missing_fx: bool = False
+
+
+# Optional metrics and the source column each one needs.
+METRIC_SOURCE_COLUMNS = {
+    "quantity": "quantity",
+    "margin": "cost",
+    "top_channel": "channel",
+    "top_category": "product_category",
+}
+OPTIONAL_METRICS = tuple(METRIC_SOURCE_COLUMNS)
+# The top_* metrics are asked for by name: they aggregate revenue per dimension value and
+# carry the values through de-duplication, which doubles the aggregation's cost.
+DEFAULT_METRICS = ("quantity", "margin")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Optional per-customer metrics: each costs work per transaction and needs its source
+    column (quantity: `quantity`; margin: `cost`; top_channel: `channel`; top_category:
+    `product_category`)."""
+
+    include: tuple[str, ...] = DEFAULT_METRICS
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Which rows are quarantined instead of counted, and when a run refuses to write.
+
+    `min_date` is a day (an ISO date in YAML); `max_abs_amount` an amount in the reporting
+    currency (text or a number in YAML); both optional.
+    """
+
+    guest_customer_id: str | None = None
+    min_date: date | None = None
+    max_abs_amount: Decimal | None = None
+    quarantine_excluded: bool = False
+    max_quarantine_fraction: float = 0.05
+    allow_empty_periods: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole, validated configuration of a revseg run."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    periods: PeriodsConfig = field(default_factory=PeriodsConfig)
+    tiers: TiersConfig = field(default_factory=TiersConfig)
+    revenue: RevenueConfig = field(default_factory=RevenueConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    spark: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Config:
+        """Build and validate a config from nested plain values, as YAML would give them:
+        `Config.from_dict({"periods": {"grains": ["month"]}})`. Raises `ConfigError`."""
+        from revseg.config.load import config_from_dict  # load imports this module
+
+        return config_from_dict(raw)
+
+    def fingerprint(self) -> str:
+        """A stable hash of the effective config, for the run log and idempotent writes."""
+        canonical = json.dumps(to_plain(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def to_plain(value: Any) -> Any:
+    """Turn a config (or part of one) back into plain dicts, lists and scalars.
+
+    A date becomes its ISO text and a Decimal its `str`: what revseg 0.1.0 held in those
+    fields as text, so that fingerprints stay the same across versions.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "DEFAULT_METRICS",
+    "FX_COLUMNS",
+    "MAX_ACCURACY",
+    "METRIC_SOURCE_COLUMNS",
+    "NO_REVENUE_SEGMENT",
+    "OPTIONAL_METRICS",
+    "REFUND_ATTRIBUTIONS",
+    "SOURCE_FORMATS",
+    "Config",
+    "FxRatesConfig",
+    "InputTable",
+    "MetricsConfig",
+    "OutputConfig",
+    "PeriodsConfig",
+    "QualityConfig",
+    "RevenueConfig",
+    "SourceConfig",
+    "TierLevel",
+    "TiersConfig",
+    "TransactionTypes",
+    "to_plain",
+]

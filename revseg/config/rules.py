@@ -1,0 +1,223 @@
+"""Validation of a whole `Config`: every error names the dotted key path it is about."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+
+from revseg.config.model import (
+    FX_COLUMNS,
+    MAX_ACCURACY,
+    NO_REVENUE_SEGMENT,
+    OPTIONAL_METRICS,
+    REFUND_ATTRIBUTIONS,
+    SOURCE_FORMATS,
+    Config,
+    InputTable,
+    PeriodsConfig,
+    QualityConfig,
+    RevenueConfig,
+    SourceConfig,
+    TiersConfig,
+    TransactionTypes,
+)
+from revseg.errors import ConfigError
+from revseg.money import MINOR_UNITS
+from revseg.names import CANONICAL_COLUMNS, GROUP_COLUMNS, SUPPORTED_GRAINS
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SEGMENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_NOT_JAVA_ZONE_PREFIXES = ("posix/", "right/", "SystemV/")
+_NOT_JAVA_ZONES = ("localtime", "Factory", "posixrules")
+
+
+def validate(config: Config) -> None:
+    """Check the whole config; raises `ConfigError` naming the first wrong key."""
+    _validate_source(config.source)
+    if not config.output.path.strip():
+        raise ConfigError("config key 'output.path': must not be empty")
+    _validate_periods(config.periods)
+    _validate_tiers(config.tiers)
+    if not _CURRENCY.match(config.revenue.reporting_currency):
+        raise ConfigError(
+            "config key 'revenue.reporting_currency': expected an ISO 4217 code such as USD, "
+            f"got {config.revenue.reporting_currency!r}"
+        )
+    _validate_types(config.revenue.types)
+    _validate_fx(config.revenue)
+    for i, metric in enumerate(config.metrics.include):
+        if metric not in OPTIONAL_METRICS:
+            raise ConfigError(
+                f"config key 'metrics.include[{i}]': {metric!r} is not an optional metric; "
+                f"expected one of {', '.join(OPTIONAL_METRICS)}"
+            )
+    if config.revenue.refund_attribution not in REFUND_ATTRIBUTIONS:
+        raise ConfigError(
+            "config key 'revenue.refund_attribution': expected one of "
+            f"{', '.join(REFUND_ATTRIBUTIONS)}, got {config.revenue.refund_attribution!r}"
+        )
+    if not 0 <= config.revenue.max_refund_delay_days <= 3660:
+        raise ConfigError(
+            "config key 'revenue.max_refund_delay_days': expected 0 to 3660 days, got "
+            f"{config.revenue.max_refund_delay_days}"
+        )
+    _validate_quality(config.quality)
+    for key in config.spark:
+        if not key.startswith("spark."):
+            raise ConfigError(f"config key 'spark.{key}': Spark settings start with 'spark.'")
+
+
+def _validate_quality(quality: QualityConfig) -> None:
+    # min_date is a date once built (text that is no date fails in revseg.config.load).
+    if quality.guest_customer_id is not None and not quality.guest_customer_id.strip():
+        raise ConfigError("config key 'quality.guest_customer_id': must not be blank")
+    amount = quality.max_abs_amount
+    if amount is not None and (not amount.is_finite() or amount <= 0):
+        raise ConfigError(
+            "config key 'quality.max_abs_amount': expected a positive amount such as "
+            f"1000000, got {str(amount)!r}"
+        )
+    if not 0 <= quality.max_quarantine_fraction <= 1:
+        raise ConfigError(
+            "config key 'quality.max_quarantine_fraction': expected a fraction from 0 to 1, "
+            f"got {quality.max_quarantine_fraction}"
+        )
+
+
+def _validate_fx(revenue: RevenueConfig) -> None:
+    unit = MINOR_UNITS.get(revenue.reporting_currency, 2)
+    if unit > 2:
+        raise ConfigError(
+            f"config key 'revenue.reporting_currency': {revenue.reporting_currency} has {unit} "
+            "decimal places; revseg reports money with at most 2"
+        )
+    if not 0 <= revenue.fx_max_staleness_days <= 366:
+        raise ConfigError(
+            "config key 'revenue.fx_max_staleness_days': expected 0 to 366 days, got "
+            f"{revenue.fx_max_staleness_days}"
+        )
+    if revenue.fx_rates is not None:
+        _validate_table("revenue.fx_rates", revenue.fx_rates, FX_COLUMNS)
+
+
+def _validate_types(types: TransactionTypes) -> None:
+    seen: dict[str, str] = {}
+    for kind in ("sale", "refund", "ignore"):
+        for i, value in enumerate(types.normalised(kind)):
+            if not value:
+                raise ConfigError(f"config key 'revenue.types.{kind}[{i}]': must not be blank")
+            if value in seen:
+                raise ConfigError(
+                    f"config key 'revenue.types.{kind}[{i}]': {value!r} is already listed "
+                    f"under revenue.types.{seen[value]}"
+                )
+            seen[value] = kind
+
+
+def _validate_table(key: str, table: InputTable, known_columns: tuple[str, ...]) -> None:
+    """An input table's path, format and column mapping (the source, the FX rates)."""
+    if not table.path.strip():
+        raise ConfigError(f"config key '{key}.path': must not be empty")
+    if table.format not in SOURCE_FORMATS:
+        raise ConfigError(
+            f"config key '{key}.format': expected one of {', '.join(SOURCE_FORMATS)}, "
+            f"got {table.format!r}"
+        )
+    for name, column in table.columns.items():
+        if name not in known_columns:
+            raise ConfigError(
+                f"config key '{key}.columns.{name}': not a canonical column; "
+                f"expected one of {', '.join(known_columns)}"
+            )
+        if not _IDENTIFIER.match(column):
+            raise ConfigError(
+                f"config key '{key}.columns.{name}': {column!r} is not a plain column "
+                "name (letters, digits and underscores, not starting with a digit)"
+            )
+
+
+def _validate_source(source: SourceConfig) -> None:
+    _validate_table("source", source, CANONICAL_COLUMNS)
+    if source.date_partition is not None and not _IDENTIFIER.match(source.date_partition):
+        raise ConfigError(
+            f"config key 'source.date_partition': {source.date_partition!r} is not a plain "
+            "column name"
+        )
+
+
+def _validate_periods(periods: PeriodsConfig) -> None:
+    if not periods.grains:
+        raise ConfigError("config key 'periods.grains': needs at least one grain")
+    for i, grain in enumerate(periods.grains):
+        if grain not in SUPPORTED_GRAINS:
+            raise ConfigError(
+                f"config key 'periods.grains[{i}]': unknown grain {grain!r}; expected one of "
+                f"{', '.join(SUPPORTED_GRAINS)}"
+            )
+    if not 1 <= periods.fiscal_year_start_month <= 12:
+        raise ConfigError(
+            "config key 'periods.fiscal_year_start_month': expected a month number 1-12, "
+            f"got {periods.fiscal_year_start_month}"
+        )
+    if len(set(periods.grains)) != len(periods.grains):
+        raise ConfigError("config key 'periods.grains': lists a grain twice")
+    try:
+        zoneinfo.ZoneInfo(periods.timezone)
+        if periods.timezone.startswith(_NOT_JAVA_ZONE_PREFIXES) or periods.timezone in (
+            _NOT_JAVA_ZONES
+        ):
+            raise ValueError(periods.timezone)  # a file of the system's zone database only
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"config key 'periods.timezone': {periods.timezone!r} is not an IANA time zone "
+            "name such as UTC or Europe/Berlin"
+        ) from None
+
+
+def _validate_tiers(tiers: TiersConfig) -> None:
+    if not tiers.levels:
+        raise ConfigError("config key 'tiers.levels': needs at least one level")
+    seen: set[str] = set()
+    previous = 0.0
+    for i, level in enumerate(tiers.levels):
+        key = f"tiers.levels[{i}]"
+        if not _SEGMENT_NAME.match(level.name):
+            raise ConfigError(
+                f"config key '{key}.name': {level.name!r} must be lower case letters, digits "
+                "and underscores (it names a table partition)"
+            )
+        if level.name == NO_REVENUE_SEGMENT or level.name in seen:
+            raise ConfigError(f"config key '{key}.name': {level.name!r} is reserved or repeated")
+        seen.add(level.name)
+        if not 0.0 < level.fraction <= 1.0:
+            raise ConfigError(
+                f"config key '{key}.fraction': must be above 0 and at most 1, got {level.fraction}"
+            )
+        if level.fraction <= previous:
+            raise ConfigError(
+                f"config key '{key}.fraction': fractions must increase from the top tier down "
+                f"({level.fraction} follows {previous})"
+            )
+        previous = level.fraction
+    if tiers.levels[-1].fraction != 1.0:
+        raise ConfigError(
+            f"config key 'tiers.levels[{len(tiers.levels) - 1}].fraction': the last level must "
+            f"have fraction 1.0 so that every customer with revenue gets a tier, got {previous}"
+        )
+    for i, column in enumerate(tiers.by):
+        if column not in GROUP_COLUMNS:
+            raise ConfigError(
+                f"config key 'tiers.by[{i}]': {column!r} cannot group tiers; expected one of "
+                f"{', '.join(GROUP_COLUMNS)}"
+            )
+    if len(set(tiers.by)) != len(tiers.by):
+        raise ConfigError("config key 'tiers.by': lists a column twice")
+    if not 1 <= tiers.accuracy <= MAX_ACCURACY:
+        raise ConfigError(
+            f"config key 'tiers.accuracy': must be at least 1 and at most {MAX_ACCURACY:,} "
+            f"(memory grows with it), got {tiers.accuracy}"
+        )
+
+
+__all__ = ["validate"]

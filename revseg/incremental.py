@@ -1,0 +1,134 @@
+"""What an incremental run must redo: the state of its inputs, the run it compares with,
+and the periods that contain the days whose input changed since.
+
+A run of every period logs the state of its inputs (`revseg.io.changes.InputState`); the
+next `--incremental` run compares its own state with the baseline's, day by day, and plans
+only the periods of the changed days, or every period when a change cannot be placed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from pyspark.sql import DataFrame, SparkSession
+
+from revseg import __version__
+from revseg.config import SourceConfig
+from revseg.io import paths
+from revseg.io.changes import (
+    EveryPeriod,
+    InputState,
+    affected_days,
+    changed_keys,
+    delta_deletion_vector_days,
+    fx_date_fingerprints,
+    source_day_fingerprints,
+)
+from revseg.io.runs import Baseline, NoBaseline, complete_baseline
+from revseg.periods import Grain, PeriodPlan, plan_changed_days
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IncrementalChange:
+    """What an incremental run recomputes: `plan` (None: every period), the run it compares
+    with, and why, in words for the log and the summary."""
+
+    plan: PeriodPlan | None
+    baseline: Baseline | None
+    note: str
+    unchanged: bool = False
+
+
+def input_state(
+    spark: SparkSession,
+    source: SourceConfig,
+    frame: DataFrame,
+    rates: DataFrame | None,
+    as_of: date | None,
+    version: int | None,
+) -> InputState | None:
+    """The state of the inputs that a later incremental run compares with (`frame`: the
+    source as the run reads it); None when the source has no date partitions to compare."""
+    days = source_day_fingerprints(spark, source, frame.inputFiles())
+    if days is None:
+        return None
+    fx = fx_date_fingerprints(rates) if rates is not None else {}
+    return InputState(
+        days=days, fx=fx, as_of=as_of.isoformat() if as_of else None, delta_version=version
+    )
+
+
+def recorded_state(
+    spark: SparkSession,
+    source: SourceConfig,
+    frame: DataFrame,
+    rates: DataFrame | None,
+    as_of: date | None,
+    version: int | None,
+    required: bool,
+) -> InputState | None:
+    """`input_state`; a full run that cannot take it logs a warning and goes on (only a later
+    incremental run needs it, and that one then recomputes every period)."""
+    if required:
+        return input_state(spark, source, frame, rates, as_of, version)
+    try:
+        return input_state(spark, source, frame, rates, as_of, version)
+    except Exception as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        logger.warning("the input state of this run was not recorded: %s", paths.redact(first_line))
+        return None
+
+
+def every_period(reason: str) -> IncrementalChange:
+    return IncrementalChange(None, None, f"every period, since {reason}")
+
+
+def decide_incremental(
+    spark: SparkSession,
+    output_path: str,
+    source: SourceConfig,
+    grains: tuple[Grain, ...],
+    state: InputState | None,
+    config_hash: str,
+    fx_max_staleness_days: int,
+    refund_reach_days: int,
+) -> IncrementalChange:
+    """Compare the inputs with the last run that covered every period (full or incremental)
+    and plan the periods that contain the days that changed since."""
+    if state is None:
+        return every_period(
+            f"source.date_partition ({source.date_partition!r}) is not a date partition column "
+            "of the source"
+        )
+    baseline = complete_baseline(spark, output_path, config_hash, __version__)
+    if isinstance(baseline, NoBaseline):
+        return every_period(baseline.reason)
+    run_id, before = baseline.run_id, baseline.state
+    extra: set[str] = set()
+    if source.format == "delta" and None in (before.delta_version, state.delta_version):
+        return every_period(f"the Delta version read by run {run_id} or now is unknown")
+    if before.delta_version is not None and state.delta_version is not None:
+        found = delta_deletion_vector_days(spark, source, before.delta_version, state.delta_version)
+        if found is None:
+            return every_period(
+                f"the source's Delta log no longer holds the commits after version "
+                f"{before.delta_version} (read by run {run_id})"
+            )
+        extra = found
+    days = affected_days(before, state, fx_max_staleness_days, refund_reach_days, extra)
+    if isinstance(days, EveryPeriod):
+        return every_period(f"{days.reason} after run {run_id}")
+    if not days:
+        return IncrementalChange(
+            None, baseline, f"no input changed since run {run_id}", unchanged=True
+        )
+    changed = sorted(changed_keys(before.days, state.days) | extra)
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    what = f"source day(s) {shown} changed" if changed else "FX rates or the as-of date changed"
+    return IncrementalChange(
+        plan_changed_days(grains, days), baseline, f"{what} since run {run_id}"
+    )
