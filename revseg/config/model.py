@@ -214,28 +214,3 @@ def to_plain(value: Any) -> Any:
         return str(value)
     return value
 
-
-__all__ = [
-    "DEFAULT_LEVELS",
-    "DEFAULT_METRICS",
-    "FX_COLUMNS",
-    "MAX_ACCURACY",
-    "METRIC_SOURCE_COLUMNS",
-    "NO_REVENUE_SEGMENT",
-    "OPTIONAL_METRICS",
-    "REFUND_ATTRIBUTIONS",
-    "SOURCE_FORMATS",
-    "Config",
-    "FxRatesConfig",
-    "InputTable",
-    "MetricsConfig",
-    "OutputConfig",
-    "PeriodsConfig",
-    "QualityConfig",
-    "RevenueConfig",
-    "SourceConfig",
-    "TierLevel",
-    "TiersConfig",
-    "TransactionTypes",
-    "to_plain",
-]
