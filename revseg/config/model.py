@@ -213,4 +213,3 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     return value
-
