@@ -31,34 +31,29 @@ VOLATILE = {
     "runs": {"started_at", "finished_at"},
 }
 
+# Weeks, fiscal and rolling grains, a business time zone, tiers by market, refunds booked to
+# their sale, every optional metric, excluded rows quarantined.
+EVERY_OPTION = [
+    "periods.grains=[week, month, fiscal_quarter, fiscal_year, rolling_3m, rolling_12m]",
+    "periods.fiscal_year_start_month=4",
+    "periods.timezone=America/New_York",
+    "tiers.by=[market]",
+    "revenue.refund_attribution=original",
+    "metrics.include=[quantity, margin, top_channel, top_category]",
+    "quality.quarantine_excluded=true",
+]
 # name -> (config overrides, from, to, incremental); run in this order on each side.
 SCENARIOS: dict[str, tuple[list[str], str | None, str | None, bool]] = {
     "full": ([], None, None, False),
     "range": ([], "2024-03", "2024-04", False),
     "grains": (
-        [
-            "periods.grains=[week, month, fiscal_quarter, fiscal_year, rolling_3m, rolling_12m]",
-            "periods.fiscal_year_start_month=4",
-            "periods.timezone=America/New_York",
-            "tiers.by=[market]",
-            "revenue.refund_attribution=original",
-            "metrics.include=[quantity, margin, top_channel, top_category]",
-            "quality.quarantine_excluded=true",
-        ],
+        EVERY_OPTION,
         None,
         None,
         False,
     ),
     "grains_range": (
-        [
-            "periods.grains=[week, month, fiscal_quarter, fiscal_year, rolling_3m, rolling_12m]",
-            "periods.fiscal_year_start_month=4",
-            "periods.timezone=America/New_York",
-            "tiers.by=[market]",
-            "revenue.refund_attribution=original",
-            "metrics.include=[quantity, margin, top_channel, top_category]",
-            "quality.quarantine_excluded=true",
-        ],
+        EVERY_OPTION,
         "2024-02",
         "2024-05",
         False,
