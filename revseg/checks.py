@@ -16,7 +16,7 @@ from revseg.reasons import DUPLICATE, MISSING_FX_RATE, ROW_REASONS, STALE_FX_RAT
 from revseg.result import Boundary, RunCounts
 
 if TYPE_CHECKING:
-    from revseg.periods import RollingGrain
+    from revseg.periods import Month, RollingGrain
 
 
 def check_fx_coverage(counts: RunCounts, reporting_currency: str) -> None:
@@ -104,14 +104,37 @@ def incomplete_windows(
     return skipped
 
 
+def data_span(
+    read: tuple[int | None, int | None],
+    read_ranges: Iterable[tuple[Month, Month]] | None,
+    before: tuple[int, int] | None,
+) -> tuple[int, int]:
+    """The first and last month with counted data in the whole source, for an incremental
+    run that read only `read_ranges` (`read`: what it found there): the months it did not
+    read are as its baseline found them (`before`), so an empty month at the edge of the
+    read is not taken for the edge of the data. Without a baseline (or with every month
+    read) the months read are all there is."""
+    first, last = read
+    if before is not None and read_ranges is not None:
+        read_months = {m for low, high in read_ranges for m in range(low.index, high.index + 1)}
+        if before[0] not in read_months:
+            first = before[0] if first is None else min(first, before[0])
+        if before[1] not in read_months:
+            last = before[1] if last is None else max(last, before[1])
+        first = before[0] if first is None else first
+        last = before[1] if last is None else last
+    return first or 0, last or 0
+
+
 def without_windows(
     periods: Mapping[str, tuple[str, ...]], skipped: Collection[str]
 ) -> dict[str, tuple[str, ...]]:
-    """The periods to write, less the `skipped` rolling windows; refuses to write nothing."""
+    """The periods to write, less the `skipped` rolling windows; refuses to write nothing
+    when there was something to write."""
     kept = {
         grain: tuple(p for p in labels if p not in skipped) for grain, labels in periods.items()
     }
-    if not any(kept.values()):
+    if any(periods.values()) and not any(kept.values()):
         raise RunError(
             "nothing to write: every requested rolling window lacks history in the data "
             "read (add a calendar grain, or a range whose windows are complete)"
@@ -155,3 +178,45 @@ def reconcile(
                 f"reconciliation failed for {grain} periods: valid transactions add up to "
                 f"{expected / 100:.2f}, the segments to {written / 100:.2f}; nothing was written"
             )
+
+
+# Per (period_grain, period): (customers, revenue in cents).
+PeriodTotals = Mapping[tuple[str, str], tuple[int, int]]
+
+
+def boundary_totals(
+    boundaries: Iterable[Boundary], periods: Mapping[str, Sequence[str]]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Customers and revenue (cents) per written period, from the computed boundary rows."""
+    written = {(grain, label) for grain, labels in periods.items() for label in labels}
+    totals: dict[tuple[str, str], tuple[int, int]] = {}
+    for row in boundaries:
+        key = (row["period_grain"], row["period"])
+        if key in written:
+            customers, cents = totals.get(key, (0, 0))
+            totals[key] = (customers + int(row["customers"]), cents + int(row["revenue"] * 100))
+    return totals
+
+
+def check_committed(
+    computed: PeriodTotals,
+    committed: Mapping[str, PeriodTotals],
+    versions: Mapping[str, int],
+) -> None:
+    """What the tables hold after the commits, read back per period (`committed`: table ->
+    totals), must be what the run computed: a commit Delta skipped, a doubled or a lost
+    row shows here. The tables stay as committed, but the run is not logged as succeeded,
+    so readers of the run log keep the last good versions."""
+    for table, found in committed.items():
+        for key in sorted(set(computed) | set(found)):
+            want, got = computed.get(key, (0, 0)), found.get(key, (0, 0))
+            if want != got:
+                grain, period = key
+                raise RunError(
+                    f"reconciliation of the committed tables failed: {table} (version "
+                    f"{versions.get(table)}) holds {got[0]:,} customers and "
+                    f"{got[1] / 100:,.2f} of revenue for {grain} {period}, the run computed "
+                    f"{want[0]:,} and {want[1] / 100:,.2f}; the run is not logged as "
+                    "succeeded, so readers of the run log keep the previous versions. Run "
+                    "it again to replace these periods."
+                )

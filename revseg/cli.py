@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from revseg import __version__
 from revseg.contract import ALL_TABLES
 from revseg.errors import ConfigError, RevsegError
-from revseg.io.paths import redact
+from revseg.io.paths import RedactingFilter, redact
 
 logger = logging.getLogger("revseg")
 
@@ -72,7 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="keep files removed less than this many hours ago (default: each table's "
-        "delta.deletedFileRetentionDuration, 7 days)",
+        "delta.deletedFileRetentionDuration, 7 days); less than that needs --force",
+    )
+    vacuum.add_argument(
+        "--force",
+        action="store_true",
+        help="allow a retention below the table's own: deletes the files of any write still "
+        "running and those readers of older versions need (only when nothing runs there)",
     )
 
     generate = commands.add_parser("generate", help="write a sample transaction lake")
@@ -165,6 +171,8 @@ def _configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # every logger's records, Spark's too
+        handler.addFilter(RedactingFilter())
     logging.getLogger("py4j").setLevel(logging.WARNING)
     # pyspark logs every failed query as a JSON blob; revseg reports errors itself.
     logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
@@ -229,7 +237,7 @@ def _vacuum(args: argparse.Namespace) -> int:
     spark = get_session(config.spark)
     for name in ALL_TABLES:
         path = table_path(config.output.path, name)
-        removed = vacuum_table(spark, path, args.retain_hours)
+        removed = vacuum_table(spark, path, args.retain_hours, force=args.force)
         if removed is not None:
             print(f"{path}: {removed} unused file(s) deleted")
     return 0

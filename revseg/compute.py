@@ -8,7 +8,6 @@ second counts the tier boundaries from that cache. The segments are then written
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,12 +20,13 @@ from pyspark.sql import DataFrame
 
 from revseg.config import TiersConfig
 from revseg.customer_periods import PassOptions, PeriodRows, customer_period_rows, quarantine_rows
+from revseg.io.paths import redacting_logger
 from revseg.periods import Grain, PeriodPlan
 from revseg.quarantine import quarantine_records
 from revseg.result import RunCounts
 from revseg.segmentation import boundary_rows, period_cuts, segmented_rows, segments_output
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 class StageTimer:
@@ -57,7 +57,6 @@ class Computation:
     source: DataFrame
     columns: Mapping[str, str]
     options: PassOptions
-    plan: PeriodPlan | None
 
     def counts(self) -> tuple[RunCounts, tuple[int, ...]]:
         """The counts of the first pass and the hashes of the duplicated transactions (an
@@ -69,7 +68,7 @@ class Computation:
     ) -> DataFrame:
         """The `quarantined_transactions` rows of this run (lazy: a second pass)."""
         rows = quarantine_rows(
-            self.source, self.columns, self.options, self.plan, duplicated, quarantine_excluded
+            self.source, self.columns, self.options, duplicated, quarantine_excluded
         )
         return quarantine_records(rows, run_id, run_date)
 
@@ -112,7 +111,6 @@ def computation(
             source,
             columns,
             options,
-            plan,
         )
     finally:
         customer_periods.unpersist()

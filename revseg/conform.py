@@ -18,6 +18,7 @@ from pyspark.sql.types import (
     DateType,
     DecimalType,
     IntegerType,
+    IntegralType,
     ShortType,
     TimestampType,
 )
@@ -26,7 +27,7 @@ from revseg.columns import CORRUPT_RECORD, quoted
 from revseg.contract import CANONICAL_TYPES
 
 # Canonical columns whose raw text is kept, so that unparseable values can be told apart.
-RAW_CHECKED = ("amount", "transaction_ts")
+RAW_CHECKED = ("amount", "cost", "transaction_ts")
 
 
 def raw_name(canonical: str) -> str:
@@ -45,6 +46,15 @@ def cast_is_exact(source_type: DataType, canonical: str) -> bool:
     if isinstance(target, TimestampType):
         return isinstance(source_type, TimestampType | DateType)
     return source_type == target
+
+
+def cast_never_rounds(source_type: DataType, canonical: str) -> bool:
+    """The cast to the canonical type can fail (overflow) but never round: whole numbers
+    and decimals with no more decimals than the canonical type (decimal(18,2) money)."""
+    target = CANONICAL_TYPES[canonical]
+    if isinstance(target, DecimalType) and isinstance(source_type, DecimalType):
+        return source_type.scale <= target.scale
+    return isinstance(target, DecimalType) and isinstance(source_type, IntegralType)
 
 
 def conform_transactions(
@@ -67,13 +77,9 @@ def conform_transactions(
             selected.append(F.lit(None).cast(dtype).alias(canonical))
     types = {field.name: field.dataType for field in source.schema.fields}
     for canonical in RAW_CHECKED:
-        column = columns[canonical]
-        raw = (
-            F.lit(None).cast("string")
-            if cast_is_exact(types[column], canonical)
-            else quoted(column).cast("string")
+        selected.append(
+            _raw_text(columns, types, canonical, keep_source).alias(raw_name(canonical))
         )
-        selected.append(raw.alias(raw_name(canonical)))
     if CORRUPT_RECORD in source.columns:
         selected.append(quoted(CORRUPT_RECORD).alias("_malformed"))
     else:
@@ -83,6 +89,24 @@ def conform_transactions(
         selected.append(F.struct(*as_read).alias("_source"))
         selected.append(source_file(source).alias("_source_file"))
     return source.select(*selected)
+
+
+def _raw_text(
+    columns: Mapping[str, str], types: Mapping[str, DataType], canonical: str, always: bool
+) -> Column:
+    """The source's text of a checked column: for every row where the cast can round; only
+    where it failed where it cannot round; none where it is exact (typed Parquet pays
+    nothing). `always` (quarantine) keeps the text for every row, as the source wrote it."""
+    if canonical not in columns:
+        return F.lit(None).cast("string")
+    column, source_type = quoted(columns[canonical]), types[columns[canonical]]
+    if always or not (
+        cast_is_exact(source_type, canonical) or cast_never_rounds(source_type, canonical)
+    ):
+        return column.cast("string")
+    if cast_is_exact(source_type, canonical):
+        return F.lit(None).cast("string")
+    return F.when(column.try_cast(CANONICAL_TYPES[canonical]).isNull(), column.cast("string"))
 
 
 def source_file(source: DataFrame) -> Column:

@@ -20,13 +20,16 @@ from pyspark.sql.types import (
 from revseg.names import CANONICAL_COLUMNS
 from revseg.names import GROUP_COLUMNS as GROUP_COLUMNS
 
-MONEY = DecimalType(18, 2)
+MONEY = DecimalType(18, 2)  # money revseg writes: the reporting currency's minor unit
+# Source amounts, in any currency: 4 decimals hold every ISO 4217 minor unit (KWD 3, CLF 4).
+# Each is checked against its own currency's minor unit; none is rounded.
+SOURCE_MONEY = DecimalType(18, 4)
 
 REQUIRED_COLUMNS: dict[str, DataType] = {
     "transaction_id": StringType(),
     "customer_id": StringType(),
     "transaction_ts": TimestampType(),
-    "amount": MONEY,
+    "amount": SOURCE_MONEY,
     "currency": StringType(),
 }
 OPTIONAL_COLUMNS: dict[str, DataType] = {
@@ -36,7 +39,7 @@ OPTIONAL_COLUMNS: dict[str, DataType] = {
     "market": StringType(),
     "product_category": StringType(),
     "quantity": LongType(),
-    "cost": MONEY,
+    "cost": SOURCE_MONEY,
 }
 # CANONICAL_COLUMNS comes from revseg.names (the config needs it without Spark).
 if (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) != CANONICAL_COLUMNS:

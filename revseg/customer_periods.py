@@ -35,7 +35,7 @@ from revseg.metrics import (
     transaction_facts,
     with_customer_first,
 )
-from revseg.periods import Grain, PeriodPlan, local_date, month_index
+from revseg.periods import Grain, PeriodPlan, local_date
 from revseg.quality import (
     RowRules,
     domestic_only,
@@ -51,9 +51,9 @@ from revseg.result import (
     DUPLICATE_KEYS,
     DUPLICATE_ROWS,
     FIRST_MONTH,
+    INPUT_ROWS,
     LAST_MONTH,
     OUTSIDE_KEPT,
-    OUTSIDE_READ,
     REFUND_CENTS,
     REFUND_ROWS,
     UNATTRIBUTED_REFUNDS,
@@ -122,21 +122,40 @@ def with_reporting_amounts(frame: DataFrame, options: PassOptions) -> DataFrame:
 
 
 class PeriodRows(NamedTuple):
-    """Customer x period rows (lazy), the observations counted while they are computed, and
-    frames persisted on the way, to unpersist once the rows are cached."""
+    """Customer x period rows (lazy), the observations counted while they are computed,
+    frames persisted on the way (to unpersist once the rows are cached), and the rows read
+    with the input counts, for a run in which no row reached the observations."""
 
     rows: DataFrame
     observations: Mapping[str, Observation]
     cached: tuple[DataFrame, ...] = ()
+    read: tuple[DataFrame, tuple[Column, ...]] | None = None
 
     def counts(self) -> tuple[RunCounts, tuple[int, ...]]:
         """The run's counts, and the hashes of duplicated transaction keys (after an action
         over `rows` has run)."""
         values: dict[str, Any] = {}
         for observation in self.observations.values():
-            values.update(observation.get)
+            values.update(_observed(observation))
+        if INPUT_ROWS not in values and self.read is not None:
+            # No row was valid, and Spark skipped the observed stages after the empty
+            # shuffle: the rows read are counted again, by themselves (a rare, small read).
+            frame, counts = self.read
+            found = frame.agg(*counts).first()
+            values.update(found.asDict() if found is not None else {})
         keys = tuple(values.pop(DUPLICATE_KEYS, None) or ())
         return RunCounts.from_observed(values), keys
+
+
+def _observed(observation: Observation) -> dict[str, Any]:
+    """An observation's metrics; none when Spark never ran the part of the plan it observes
+    (adaptive execution drops the stages after one that came out empty): no row got there."""
+    try:
+        return dict(observation.get)
+    except Exception as err:
+        if "PythonSQLUtils.toPyRow" not in str(err):  # the metrics row Spark left empty
+            raise
+        return {}
 
 
 def customer_period_rows(
@@ -179,14 +198,15 @@ def customer_period_rows(
         cost="reporting_cost",
     )
     valid = F.col("reason").isNull()
-    needed = needed_rows(plan, by_original)
     observations = {"input": Observation("input")}
-    facts = facts.observe(
-        observations["input"],
+    # Every valid row read takes part in de-duplication, also those of the days read beyond
+    # the months (`prune_to_plan`): a copy there may be the one a full run keeps.
+    input_counts = (
         *reason_counts(),
-        F.count(F.when(valid & ~needed, 1)).alias(OUTSIDE_READ),
-        F.count(F.when(valid & needed & F.col("foreign"), 1)).alias(CONVERTED_ROWS),
-    ).where(valid & needed)
+        F.count(F.when(valid & F.col("foreign"), 1)).alias(CONVERTED_ROWS),
+    )
+    read = facts
+    facts = facts.observe(observations["input"], *input_counts).where(valid)
 
     by_customer = facts.repartition("customer_id")
     if by_original:
@@ -194,7 +214,8 @@ def customer_period_rows(
     unique = deduplicate(by_customer, options.timezone, (*groups, *dimensions), measures)
     if plan is not None:
         # Decided on the kept copy, after refunds moved to their sale: a refund read from
-        # after the range may belong to a sale inside it.
+        # after the range may belong to a sale inside it, and a copy inside the range may
+        # be one of a transaction kept (and counted) before it.
         in_range = in_read_months(plan)
         observations["range"] = Observation("range")
         unique = unique.observe(
@@ -235,23 +256,7 @@ def customer_period_rows(
         customer_periods = customer_periods.join(
             top_values(unique, tops, grains, key_runs, groups), keys, "left"
         )
-    return PeriodRows(customer_periods, observations, tuple(cached))
-
-
-def needed_rows(plan: PeriodPlan | None, by_original: bool, refund: Column | None = None) -> Column:
-    """Rows that can count in the months read: in them, or (refunds attributed to their
-    sale) a sale before some of them that a refund in them may name, or a refund after
-    some of them that may name a sale in them."""
-    if plan is None:
-        return F.lit(True)
-    month = F.col("month_idx")
-    needed = in_read_months(plan, month)
-    if by_original:
-        refund = F.col("is_refund") if refund is None else refund
-        before = month < plan.read_to.index
-        after = month > plan.read_from.index
-        needed = needed | (before & ~refund) | (after & refund)
-    return needed
+    return PeriodRows(customer_periods, observations, tuple(cached), (read, input_counts))
 
 
 def in_read_months(plan: PeriodPlan, month: Column | None = None) -> Column:
@@ -287,20 +292,18 @@ def quarantine_rows(
     source: DataFrame,
     columns: Mapping[str, str],
     options: PassOptions,
-    plan: PeriodPlan | None,
     duplicated: Sequence[int],
     quarantine_excluded: bool,
 ) -> DataFrame:
-    """The rows a run puts in quarantine, as read (a second pass over the same files): the
-    rejected rows, and every copy but the kept one of the `duplicated` transactions."""
+    """The rows a run puts in quarantine, as read (a second pass over the same files, those
+    of the days beyond the months included, as in the first pass): the rejected rows, and
+    every copy but the kept one of the `duplicated` transactions."""
     checked = checked_transactions(source, columns, options, keep_source=True)
     parts = [checked.where(is_quarantined(quarantine_excluded))]
     if duplicated:
         keys = source.sparkSession.createDataFrame([(k,) for k in duplicated], "_key long")
-        month = month_index(local_date("transaction_ts", options.timezone))
-        valid = checked.where(F.col("reason").isNull()).withColumn("month_idx", month)
-        needed = needed_rows(plan, options.refunds_to_sale, is_refund())
-        parts.append(extra_copies(valid.where(needed).drop("month_idx"), keys))
+        # all copies read, as in the first pass's de-duplication
+        parts.append(extra_copies(checked.where(F.col("reason").isNull()), keys))
     return parts[0].unionByName(parts[1]) if len(parts) > 1 else parts[0]
 
 

@@ -75,7 +75,7 @@ def convert(
 
     def converted(money: str) -> Column:
         value = F.bround(F.col(money) * F.col("fx_rate"), scale).try_cast(MONEY)
-        return F.when(is_domestic, F.col(money)).otherwise(value)
+        return F.when(is_domestic, F.col(money).try_cast(MONEY)).otherwise(value)
 
     known = sorted((first_dates or {}).items())
     first_known = (

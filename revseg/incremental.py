@@ -8,28 +8,28 @@ only the periods of the changed days, or every period when a change cannot be pl
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from revseg import __version__
 from revseg.config import SourceConfig
-from revseg.io import paths
 from revseg.io.changes import (
     EveryPeriod,
+    InputIdentity,
     InputState,
     affected_days,
     changed_keys,
     delta_deletion_vector_days,
-    fx_date_fingerprints,
     source_day_fingerprints,
 )
-from revseg.io.runs import Baseline, NoBaseline, complete_baseline
+from revseg.io.paths import redacting_logger
+from revseg.io.runs import Baseline, NoBaseline, complete_baseline, unlogged_changes
 from revseg.periods import Grain, PeriodPlan, plan_changed_days
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,43 +44,19 @@ class IncrementalChange:
 
 
 def input_state(
-    spark: SparkSession,
-    source: SourceConfig,
-    frame: DataFrame,
-    rates: DataFrame | None,
-    as_of: date | None,
-    version: int | None,
+    source: SourceConfig, inputs: InputIdentity, as_of: date | None
 ) -> InputState | None:
-    """The state of the inputs that a later incremental run compares with (`frame`: the
-    source as the run reads it); None when the source has no date partitions to compare."""
-    days = source_day_fingerprints(spark, source, frame.inputFiles())
+    """The state of the inputs that a later incremental run compares with (`inputs`: what
+    the run reads); None when the source has no date partitions to compare."""
+    days = source_day_fingerprints(source, inputs.source_files)
     if days is None:
         return None
-    fx = fx_date_fingerprints(rates) if rates is not None else {}
     return InputState(
-        days=days, fx=fx, as_of=as_of.isoformat() if as_of else None, delta_version=version
+        days=days,
+        fx=dict(inputs.rates),
+        as_of=as_of.isoformat() if as_of else None,
+        delta_version=inputs.source_version,
     )
-
-
-def recorded_state(
-    spark: SparkSession,
-    source: SourceConfig,
-    frame: DataFrame,
-    rates: DataFrame | None,
-    as_of: date | None,
-    version: int | None,
-    required: bool,
-) -> InputState | None:
-    """`input_state`; a full run that cannot take it logs a warning and goes on (only a later
-    incremental run needs it, and that one then recomputes every period)."""
-    if required:
-        return input_state(spark, source, frame, rates, as_of, version)
-    try:
-        return input_state(spark, source, frame, rates, as_of, version)
-    except Exception as err:
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        logger.warning("the input state of this run was not recorded: %s", paths.redact(first_line))
-        return None
 
 
 def every_period(reason: str) -> IncrementalChange:
@@ -95,7 +71,8 @@ def decide_incremental(
     state: InputState | None,
     config_hash: str,
     fx_max_staleness_days: int,
-    refund_reach_days: int,
+    reach_days: int,
+    tables: Sequence[str],
 ) -> IncrementalChange:
     """Compare the inputs with the last run that covered every period (full or incremental)
     and plan the periods that contain the days that changed since."""
@@ -119,10 +96,16 @@ def decide_incremental(
                 f"{before.delta_version} (read by run {run_id})"
             )
         extra = found
-    days = affected_days(before, state, fx_max_staleness_days, refund_reach_days, extra)
+    days = affected_days(before, state, fx_max_staleness_days, reach_days, extra)
     if isinstance(days, EveryPeriod):
         return every_period(f"{days.reason} after run {run_id}")
     if not days:
+        unlogged = unlogged_changes(spark, output_path, tables)
+        if unlogged:
+            return every_period(
+                f"{', '.join(unlogged)} changed after run {run_id} without a logged run (one "
+                "was stopped or failed after it committed)"
+            )
         return IncrementalChange(
             None, baseline, f"no input changed since run {run_id}", unchanged=True
         )

@@ -20,5 +20,9 @@ def minor_unit(currency: str) -> int:
     return MINOR_UNITS.get(currency.strip().upper(), 2)
 
 
-def zero_decimal_currencies() -> list[str]:
-    return sorted(code for code, unit in MINOR_UNITS.items() if unit == 0)
+def currencies_by_minor_unit() -> dict[int, list[str]]:
+    """The currencies whose minor unit is not 2, by their number of decimals."""
+    found: dict[int, list[str]] = {}
+    for code, unit in sorted(MINOR_UNITS.items()):
+        found.setdefault(unit, []).append(code)
+    return found

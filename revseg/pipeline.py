@@ -7,7 +7,6 @@ values and small option objects every stage takes, and nothing else.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -18,17 +17,19 @@ from revseg.compute import Computation, StageTimer, computation
 from revseg.config import Config
 from revseg.customer_periods import FxInput, PassOptions, row_rules
 from revseg.errors import RunError
-from revseg.incremental import IncrementalChange, decide_incremental, recorded_state
-from revseg.io.changes import InputState, delta_version
+from revseg.incremental import IncrementalChange, decide_incremental, input_state
+from revseg.io.changes import InputIdentity, InputState, delta_version
 from revseg.io.delta_tables import Txn
 from revseg.io.inputs import FxRates, Inputs, read_inputs
 from revseg.io.outputs import (
     OUTPUT_TABLES,
     append_quarantine,
+    committed_totals,
     ensure_outputs,
     stored_periods,
     write_periods,
 )
+from revseg.io.paths import redacting_logger
 from revseg.io.runs import ensure_runs_table, now_utc, unchanged_since, work_key, write_ids
 from revseg.io.source import explain_read_failure, prune_to_plan
 from revseg.periods import Month, PeriodPlan, RollingGrain, describe, make_grains, plan_periods
@@ -36,7 +37,7 @@ from revseg.result import SKIPPED, SUCCEEDED, RunCounts, RunResult
 from revseg.run_log import RunLog
 from revseg.segmentation import boundary_order
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,30 +78,30 @@ def run_segmentation(
     plan = plan_periods(grains, first, last) if first and last else None
 
     # The source and its columns first: a run that cannot read them touches no table.
-    # (A Delta source's version is taken before its snapshot is: never later than it.)
-    version = delta_version(spark, config.source) if plan is None else None
-    inputs = read_inputs(spark, config.source, config.revenue.fx_rates)
-    request = _plan_request(spark, config, inputs, plan, as_of, version, incremental)
+    # (A Delta source is read at the version taken first: the version logged is the one read.)
+    version = delta_version(spark, config.source)
+    inputs = read_inputs(spark, config.source, config.revenue.fx_rates, version)
+    identity = inputs.identity(spark, config.source) if plan is None else None
+    request = _plan_request(spark, config, identity, plan, as_of, incremental)
     if request.change is not None and request.change.unchanged:
         return _skip_unchanged(spark, config, request, started)
-    reach = _refund_reach_days(config)
+    reach = _reach_days(config)
     inputs = inputs.with_source(prune_to_plan(inputs.source, config.source, request.plan, reach))
+    if identity is None:  # a range run: the files of its months
+        identity = inputs.identity(spark, config.source)
 
     # Every table up front: a foreign table at output.path stops the run before any work.
     output = config.output.path
     log_version = ensure_runs_table(spark, output)
-    ensure_outputs(spark, output, config.tiers.by)
-    files = inputs.files()
-    key = work_key(config.fingerprint(), request.requested, files, __version__)
+    ensure_outputs(spark, output, config.tiers.by, config.periods.meaning())
+    key = work_key(config.fingerprint(), request.requested, identity.lines(), __version__)
     run_id, txn = write_ids(key, log_version)
     logger.info("run %s: %s", run_id, request.requested)
-    log = _run_log(config, request, run_id, key, started, len(files))
+    log = _run_log(config, request, run_id, key, started, len(inputs.files()))
 
     previous = unchanged_since(spark, output, key, OUTPUT_TABLES)
     if previous is not None:
-        logger.info(
-            "run %s: same work as run %s, whose tables are unchanged", run_id, previous["run_id"]
-        )
+        logger.info("run %s: same work as run %s, tables unchanged", run_id, previous["run_id"])
         versions = dict(previous["table_versions"])
         log.write(spark, SKIPPED, versions=versions)
         return RunResult.skipped(log.run_id, output, versions, previous["run_id"])
@@ -121,21 +122,15 @@ def run_segmentation(
 def _plan_request(
     spark: SparkSession,
     config: Config,
-    inputs: Inputs,
+    identity: InputIdentity | None,
     plan: PeriodPlan | None,
     as_of: date | None,
-    version: int | None,
     incremental: bool,
 ) -> Request:
     """The periods to compute: the range asked for, every period, or (incremental) those
-    of the days changed since the baseline. Runs of every period record their input state
-    from the very files they read."""
-    state = None
-    if plan is None:
-        rates = inputs.rates.rates if inputs.rates else None
-        state = recorded_state(
-            spark, config.source, inputs.source, rates, as_of, version, required=incremental
-        )
+    of the days changed since the baseline. Runs of every period (`identity`: what they
+    read) record their input state from the very files they read."""
+    state = input_state(config.source, identity, as_of) if identity is not None else None
     change = None
     if incremental:
         change = decide_incremental(
@@ -146,7 +141,8 @@ def _plan_request(
             state,
             config.fingerprint(),
             config.revenue.fx_max_staleness_days,
-            _refund_reach_days(config),
+            _reach_days(config),
+            OUTPUT_TABLES,
         )
         plan = change.plan
     scope = "incremental" if incremental else ("range" if plan is not None else "all")
@@ -188,29 +184,21 @@ def _compute_and_write(
             config.quality.allow_empty_periods,
             unstored,
         )
-        if unstored and not any(periods.values()):
-            # Incremental: the changed days' periods hold no valid rows, and none is stored.
-            # Returned before the counts (an empty read may have no observations).
-            return RunResult(
-                run_id=log.run_id,
-                output_path=config.output.path,
-                periods={},
-                boundaries=(),
-                counts=None,
-                stage_seconds=timer.seconds,
-                note=_joined(
-                    request,
-                    "nothing to write: the periods of the changed days hold no valid rows, "
-                    "and none of them is in the tables",
-                ),
-            )
+        # Incremental: the changed days' periods may hold no valid rows, and none be stored:
+        # no period to write, but their rejected rows are checked and quarantined as ever.
+        nothing = bool(unstored) and not any(periods.values())
+        periods = {} if nothing else periods
         counts, duplicated = computed.counts()
         counts_seen.append(counts)
         _check_counts(config, counts)
         windows = [g for g in grains if isinstance(g, RollingGrain)]
-        skipped = checks.incomplete_windows(
-            windows, counts.first_month or 0, counts.last_month or 0
+        baseline = request.change.baseline if request.change is not None else None
+        span = checks.data_span(
+            (counts.first_month, counts.last_month),
+            plan.read_ranges if plan is not None else None,
+            baseline.data_months if baseline is not None else None,
         )
+        skipped = checks.incomplete_windows(windows, *span)
         periods = checks.without_windows(periods, skipped)
         checks.reconcile(
             counts, computed.boundaries, periods, {g.name for g in grains if not g.rolling}
@@ -231,8 +219,14 @@ def _compute_and_write(
         table_versions=versions,
         stage_seconds=timer.seconds,
         skipped_windows=tuple(sorted(skipped & {row["period"] for row in computed.boundaries})),
-        note=_joined(request, None),
+        note=_joined(request, _NOTHING_TO_WRITE if nothing else None),
     )
+
+
+_NOTHING_TO_WRITE = (
+    "nothing to write: the periods of the changed days hold no valid rows, and none of them "
+    "is in the tables"
+)
 
 
 def _check_counts(config: Config, counts: RunCounts) -> None:
@@ -254,7 +248,8 @@ def _write(
     log: RunLog,
     txn: Txn,
 ) -> dict[str, int]:
-    """Quarantine first, then the periods of customer_segments and tier_boundaries."""
+    """Quarantine first, then the periods of customer_segments and tier_boundaries, read
+    back from the committed versions to check they hold what was computed."""
     output, excluded = config.output.path, config.quality.quarantine_excluded
     versions = {}
     expected = counts.quarantined(excluded)
@@ -263,6 +258,8 @@ def _write(
         versions[contract.QUARANTINED_TRANSACTIONS] = append_quarantine(
             spark, output, records, expected, log.run_id, txn
         )
+    if not any(periods.values()):
+        return versions
     versions.update(
         write_periods(
             spark,
@@ -274,6 +271,10 @@ def _write(
             log.run_id,
             txn,
         )
+    )
+    committed = committed_totals(spark, output, versions, periods)
+    checks.check_committed(
+        checks.boundary_totals(computed.boundaries, periods), committed, versions
     )
     return versions
 
@@ -334,14 +335,16 @@ def _skip_unchanged(
     run_id, _ = write_ids(key, log_version)
     logger.info("run %s: %s", run_id, change.note)
     versions = dict(change.baseline.table_versions)
-    log = _run_log(config, request, run_id, key, started, 0)
-    log.write(spark, SKIPPED, versions=versions)
+    _run_log(config, request, run_id, key, started, 0).write(spark, SKIPPED, versions=versions)
     return RunResult.skipped(
         run_id, config.output.path, versions, change.baseline.run_id, change.note
     )
 
 
-def _refund_reach_days(config: Config) -> int:
-    """Days read beyond a range to attribute refunds to their sale (0 by transaction)."""
+def _reach_days(config: Config) -> int:
+    """Days a range run reads beyond its months, and an incremental run widens each changed
+    day by: copies of a transaction a full run de-duplicates (quality.duplicate_reach_days)
+    and, with refunds booked to their sale, the sales and refunds naming each other."""
     revenue = config.revenue
-    return revenue.max_refund_delay_days if revenue.refund_attribution == "original" else 0
+    refunds = revenue.max_refund_delay_days if revenue.refund_attribution == "original" else 0
+    return max(refunds, config.quality.duplicate_reach_days)

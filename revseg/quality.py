@@ -14,13 +14,15 @@ from pyspark.sql import functions as F
 
 from revseg.config import TransactionTypes
 from revseg.conform import raw_name
-from revseg.money import zero_decimal_currencies
+from revseg.contract import MONEY
+from revseg.money import currencies_by_minor_unit
 from revseg.reasons import (
     AFTER_AS_OF_DATE,
     AMOUNT_OUT_OF_RANGE,
     BEFORE_MIN_DATE,
     EXCLUDED_TYPE,
     INVALID_AMOUNT,
+    INVALID_COST,
     INVALID_TIMESTAMP,
     MALFORMED,
     MISSING_AMOUNT,
@@ -54,10 +56,28 @@ def unparsed(canonical: str) -> Column:
     return F.col(canonical).isNull() & F.col(raw_name(canonical)).isNotNull()
 
 
-def sub_cent(canonical: str) -> Column:
-    """The source value has more precision than decimal(18,2): the cast would round it."""
+def rounded_by_cast(canonical: str) -> Column:
+    """The source value has more decimals than the canonical type holds: the cast rounded
+    it (`12.34567`)."""
     exact = F.col(raw_name(canonical)).try_cast("decimal(38,10)")
     return F.col(canonical).isNotNull() & exact.isNotNull() & (exact != F.col(canonical))
+
+
+def beyond_minor_unit(money: str) -> Column:
+    """More decimals than the row's currency has (ISO 4217): `12.345` USD, `100.50` JPY;
+    `12.345` KWD is fine. A currency revseg does not know has two."""
+    value, currency = F.col(money), normalised_currency()
+    check = value != F.bround(value, 2)
+    for unit, codes in sorted(currencies_by_minor_unit().items()):
+        if unit != 2:
+            check = F.when(currency.isin(codes), value != F.bround(value, unit)).otherwise(check)
+    return value.isNotNull() & check
+
+
+def invalid_money(canonical: str) -> Column:
+    """Present, but not a number, or with more decimals than revseg may keep (the canonical
+    type's or the currency's): revseg does not round source money."""
+    return unparsed(canonical) | rounded_by_cast(canonical) | beyond_minor_unit(canonical)
 
 
 def normalised_type() -> Column:
@@ -94,19 +114,13 @@ def normalised_currency(column: str = "currency") -> Column:
     return F.upper(F.trim(F.col(column)))
 
 
-def fractional_minor_unit() -> Column:
-    """An amount with a fraction in a currency without one (JPY 100.50)."""
-    currency = normalised_currency()
-    return currency.isin(zero_decimal_currencies()) & (F.col("amount") != F.floor(F.col("amount")))
-
-
 def domestic_only(reporting_currency: str) -> dict[str, Column]:
     """`reporting_amount` and `fx_problem` when there is no rates table: only rows in the
     reporting currency count; every other currency lacks a rate (never a silent 1)."""
     domestic = normalised_currency() == F.lit(reporting_currency)
     return {
-        "reporting_amount": F.when(domestic, F.col("amount")),
-        "reporting_cost": F.when(domestic, F.col("cost")),
+        "reporting_amount": F.when(domestic, F.col("amount").try_cast(MONEY)),
+        "reporting_cost": F.when(domestic, F.col("cost").try_cast(MONEY)),
         "fx_problem": F.when(~domestic, F.lit(MISSING_FX_RATE)),
     }
 
@@ -123,9 +137,9 @@ def rejection_reason(row_rules: RowRules | None = None) -> Column:
         (F.col("_malformed").isNotNull(), F.lit(MALFORMED)),
         (is_blank("transaction_id"), F.lit(MISSING_TRANSACTION_ID)),
         (is_blank("customer_id"), F.lit(MISSING_CUSTOMER_ID)),
-        (unparsed("amount") | sub_cent("amount"), F.lit(INVALID_AMOUNT)),
+        (invalid_money("amount"), F.lit(INVALID_AMOUNT)),
         (F.col("amount").isNull(), F.lit(MISSING_AMOUNT)),
-        (fractional_minor_unit(), F.lit(INVALID_AMOUNT)),
+        (invalid_money("cost"), F.lit(INVALID_COST)),
         (unparsed("transaction_ts"), F.lit(INVALID_TIMESTAMP)),
         (F.col("transaction_ts").isNull(), F.lit(MISSING_TIMESTAMP)),
         *(

@@ -9,6 +9,7 @@ MISSING_TRANSACTION_ID = "missing_transaction_id"
 MISSING_CUSTOMER_ID = "missing_customer_id"
 MISSING_AMOUNT = "missing_amount"
 INVALID_AMOUNT = "invalid_amount"
+INVALID_COST = "invalid_cost"
 MISSING_TIMESTAMP = "missing_timestamp"
 INVALID_TIMESTAMP = "invalid_timestamp"
 MISSING_CURRENCY = "missing_currency"
@@ -29,6 +30,7 @@ ROW_REASONS = (
     MISSING_CUSTOMER_ID,
     MISSING_AMOUNT,
     INVALID_AMOUNT,
+    INVALID_COST,
     MISSING_TIMESTAMP,
     INVALID_TIMESTAMP,
     MISSING_CURRENCY,

@@ -23,7 +23,6 @@ SKIPPED = "skipped"
 INPUT_ROWS = "input_rows"
 VALID_ROWS = "valid_rows"
 DUPLICATE_ROWS = "duplicate"
-OUTSIDE_READ = "outside_read"  # valid rows outside the months read, before de-duplication
 OUTSIDE_KEPT = "outside_kept"  # kept copies outside the months read, after it
 CONVERTED_ROWS = "converted_rows"
 REFUND_ROWS = "refund_rows"
@@ -72,8 +71,8 @@ class RunCounts:
             input_rows=count(INPUT_ROWS),
             valid_rows=count(VALID_ROWS),
             duplicates=count(DUPLICATE_ROWS),
-            # valid rows not counted in the months read: left before de-duplication, or after
-            outside_range=count(OUTSIDE_READ) + count(OUTSIDE_KEPT),
+            # valid rows read (with their copies) whose kept copy is outside the months
+            outside_range=count(OUTSIDE_KEPT),
             converted_rows=count(CONVERTED_ROWS),
             refund_rows=count(REFUND_ROWS),
             refund_cents=count(REFUND_CENTS),

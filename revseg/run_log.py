@@ -4,7 +4,6 @@ table versions a reader of its results should read. Appended last, after every c
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,10 +16,11 @@ from revseg.checks import written_revenue
 from revseg.io import paths
 from revseg.io.changes import InputState
 from revseg.io.outputs import current_versions
+from revseg.io.paths import redacting_logger
 from revseg.io.runs import FAILED, append_run, now_utc
 from revseg.result import RunCounts, RunResult
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,11 @@ class RunLog:
                     "files": self.input_files,
                     "scope": self.scope,
                     **({"state": self.state.to_json()} if self.state is not None else {}),
+                    **(
+                        {"data_months": [counts.first_month, counts.last_month]}
+                        if counts is not None and counts.first_month is not None
+                        else {}
+                    ),
                 }
             ),
             "input_rows": counts.input_rows if counts else None,

@@ -7,13 +7,14 @@ local mode, Delta from pip, loopback networking.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 
 from pyspark.sql import SparkSession
 
-logger = logging.getLogger(__name__)
+from revseg.io.paths import redacting_logger
+
+logger = redacting_logger(__name__)
 
 LOCAL_DEFAULTS: dict[str, str] = {
     "spark.master": "local[*]",

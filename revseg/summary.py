@@ -9,6 +9,7 @@ from typing import Any
 
 from revseg.config import NO_REVENUE_SEGMENT
 from revseg.contract import CUSTOMER_SEGMENTS, QUARANTINED_TRANSACTIONS, RUNS, TIER_BOUNDARIES
+from revseg.io.paths import redact
 from revseg.reasons import ROW_REASONS
 from revseg.result import SKIPPED, RunCounts, RunResult
 
@@ -22,7 +23,14 @@ def format_summary(
     periods_shown: int = PERIODS_SHOWN,
 ) -> str:
     """Periods written, customers and revenue share per tier (`levels`: the tier names,
-    highest first), the counts, and where the tables are."""
+    highest first), the counts, and where the tables are (with any credential in the
+    output path redacted)."""
+    return redact(_summary(result, levels, reporting_currency, periods_shown))
+
+
+def _summary(
+    result: RunResult, levels: Sequence[str], reporting_currency: str, periods_shown: int
+) -> str:
     if result.status == SKIPPED and result.note is not None:
         return (
             f"revseg run {result.run_id} skipped: {result.note}; nothing was written.\n"

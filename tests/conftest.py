@@ -21,14 +21,21 @@ from revseg.sample import fx_rates, sample_transactions
 from revseg.session import build_local_session
 from tests.lakes import AS_OF, SPEC, STRICT, config_for, csv_lake, month_config, write_lake
 
+# The suite's lakes are a few thousand rows: compiling generated code costs more than
+# running it, so the tests' own session evaluates expressions interpreted (Spark's
+# `NO_CODEGEN` test mode; a small run takes about 10 s instead of 17). The runs the tests
+# start as processes (`revseg run`, spark-submit on the test cluster) use Spark's defaults,
+# generated code included.
 TEST_SPARK_SETTINGS = {
     "spark.master": "local[2]",
-    "spark.sql.shuffle.partitions": "4",
-    "spark.default.parallelism": "4",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
     "spark.ui.enabled": "false",
     "spark.driver.memory": "2g",
     "spark.sql.session.timeZone": "UTC",
-    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.databricks.delta.snapshotPartitions": "1",
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }
 

@@ -51,7 +51,6 @@ def test_counts_from_observed_values() -> None:
         "input_rows": 10,
         "valid_rows": 6,
         "duplicate": 1,
-        "outside_read": 1,
         "outside_kept": 2,
         "converted_rows": 3,
         "missing_fx_rate": 2,
@@ -63,7 +62,7 @@ def test_counts_from_observed_values() -> None:
     }
     got = RunCounts.from_observed(observed)
     assert (got.input_rows, got.valid_rows, got.duplicates) == (10, 6, 1)
-    assert got.outside_range == 3  # before de-duplication and after it
+    assert got.outside_range == 2  # rows (with their copies) kept outside the months
     assert got.refund_rows == 0 and got.unattributed_refunds is None
     assert (got.first_month, got.last_month) == (24288, None)
     assert got.rejected("missing_fx_rate") == 2 and got.rejected("malformed") == 0
@@ -141,3 +140,39 @@ def test_checks_need_no_spark() -> None:
     code = "import sys, revseg.checks, revseg.result; print('pyspark' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_data_span_of_an_incremental_run_reaches_past_an_empty_edge_month() -> None:
+    from revseg.checks import data_span
+    from revseg.periods import Month
+
+    march, july = Month.parse("2024-03"), Month.parse("2024-07")
+    january, june = Month.parse("2024-01").index, Month.parse("2024-06").index
+    april = Month.parse("2024-04").index
+    read = [(march, july)]
+    # March (read) is empty: the data still starts in January, which was not read.
+    assert data_span((april, june), read, (january, june)) == (january, june)
+    # The baseline's last month was read and is gone now: the read's last month holds.
+    assert data_span((april, april), read, (january, june)) == (january, april)
+    # Without a baseline, or with every month read, the read is all there is.
+    assert data_span((april, june), read, None) == (april, june)
+    assert data_span((april, june), None, (january, june)) == (april, june)
+    # Nothing valid in the read: the baseline's months.
+    assert data_span((None, None), read, (january, june)) == (january, june)
+
+
+def test_committed_tables_must_hold_what_was_computed() -> None:
+    from revseg.checks import boundary_totals, check_committed
+
+    boundaries = [
+        {"period_grain": "month", "period": "2024-01", "customers": 2, "revenue": Decimal("10.50")},
+        {"period_grain": "month", "period": "2024-01", "customers": 1, "revenue": Decimal("0")},
+        {"period_grain": "month", "period": "2024-02", "customers": 1, "revenue": Decimal("3")},
+    ]
+    computed = boundary_totals(boundaries, {"month": ("2024-01",)})
+    assert computed == {("month", "2024-01"): (3, 1050)}
+    versions = {"customer_segments": 4}
+    check_committed(computed, {"customer_segments": {("month", "2024-01"): (3, 1050)}}, versions)
+    for found in ({("month", "2024-01"): (4, 1050)}, {("month", "2024-01"): (3, 1049)}, {}):
+        with pytest.raises(RunError, match=r"customer_segments \(version 4\) holds"):
+            check_committed(computed, {"customer_segments": found}, versions)

@@ -1,4 +1,5 @@
-"""spark-submit on a real Spark standalone cluster (a master and two workers on 127.0.0.1).
+"""spark-submit on a real Spark standalone cluster (a master and a worker on 127.0.0.1, the
+job's executor a process of its own, apart from the driver).
 
 The job is submitted exactly as the README shows: Delta from --packages, revseg's package
 zip through --py-files, conf/cluster.yaml with the paths overridden.
@@ -84,24 +85,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--webui-port",
         str(ui),
     )
-    for i in (1, 2):
-        start(
-            f"worker{i}",
-            "org.apache.spark.deploy.worker.Worker",
-            "--host",
-            "127.0.0.1",
-            "--cores",
-            "1",
-            "--memory",
-            "2g",
-            "--webui-port",
-            str(free_port()),
-            "--work-dir",
-            str(work / f"w{i}"),
-            master,
-        )
+    start(
+        "worker",
+        "org.apache.spark.deploy.worker.Worker",
+        "--host",
+        "127.0.0.1",
+        "--cores",
+        "2",
+        "--memory",
+        "2g",
+        "--webui-port",
+        str(free_port()),
+        "--work-dir",
+        str(work / "w"),
+        master,
+    )
     try:
-        _wait_for_workers(ui, 2, timeout=120)
+        _wait_for_workers(ui, 1, timeout=120)
         yield master
     finally:
         for proc in procs:

@@ -35,6 +35,40 @@ def test_conform_flags_sub_cent_amounts_and_blank_types_are_sales(spark: SparkSe
     assert reasons == [None, "invalid_amount", "invalid_amount", "invalid_timestamp", None]
 
 
+def test_money_that_a_cast_would_round_or_overflow_is_invalid(spark: SparkSession) -> None:
+    """Typed decimal(18,2) money keeps no raw text for valid rows, yet a value too large for
+    the contract is `invalid_amount`, not `missing_amount`; text with more decimals than the
+    contract holds, and a cost that is not a number, are caught too."""
+    from revseg.conform import conform_transactions, raw_name
+    from revseg.quality import with_rejection_reason
+
+    ts = datetime(2024, 1, 5)
+    typed = spark.createDataFrame(
+        [("t1", "a", ts, Decimal("12.34"), "USD"), ("t2", "a", ts, Decimal("1e15"), "USD")],
+        "transaction_id string, customer_id string, transaction_ts timestamp, "
+        "amount decimal(18,2), currency string",
+    )
+    conformed = conform_transactions(typed, resolve_columns(typed.columns, {}, "test"))
+    rows = with_rejection_reason(conformed, "USD").collect()
+    assert [r["reason"] for r in rows] == [None, "invalid_amount"]
+    assert rows[0][raw_name("amount")] is None  # nothing kept where the cast was exact
+
+    text = spark.createDataFrame(
+        [
+            ("t1", "a", ts, "12.34567", "KWD", None),
+            ("t2", "a", ts, "12.345", "kwd", "abc"),
+            ("t3", "a", ts, "12.345", "KWD", "0.125"),
+            ("t4", "a", ts, "7", "JPY", "0.5"),
+            ("t5", "a", ts, "7", "JPY", "1"),
+        ],
+        "transaction_id string, customer_id string, transaction_ts timestamp, "
+        "amount string, currency string, cost string",
+    )
+    conformed = conform_transactions(text, resolve_columns(text.columns, {}, "test"))
+    reasons = [r["reason"] for r in with_rejection_reason(conformed, "KWD").collect()]
+    assert reasons == ["invalid_amount", "invalid_cost", None, "invalid_cost", "missing_fx_rate"]
+
+
 def test_source_column_names_are_quoted_whatever_they_hold(spark: SparkSession) -> None:
     from revseg.columns import resolve_columns
     from revseg.conform import conform_transactions

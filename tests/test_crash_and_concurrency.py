@@ -27,7 +27,7 @@ from pyspark.sql import SparkSession
 
 from revseg import contract
 from revseg.config import Config, load_config
-from revseg.errors import ConcurrentWriteError
+from revseg.errors import ConcurrentWriteError, TableError
 from revseg.io.delta_tables import vacuum_table
 from revseg.periods import Month
 from revseg.pipeline import run_segmentation
@@ -139,7 +139,9 @@ def test_killed_runs_leave_whole_tables_and_the_next_run_repairs(
     # Files the killed runs wrote but never committed belong to no version; vacuum them.
     for table in DATA_TABLES:
         path = out / table
-        vacuum_table(spark, str(path), retain_hours=0)
+        with pytest.raises(TableError, match="below the table"):
+            vacuum_table(spark, str(path), retain_hours=0)  # without --force: refused
+        vacuum_table(spark, str(path), retain_hours=0, force=True)
         current = {Path(uri.removeprefix("file://")) for uri in DeltaTable(str(path)).file_uris()}
         assert {path / f for f in data_files_on_disk(path)} == current
 

@@ -33,9 +33,16 @@ def write_rates(spark: SparkSession, path: Path, rows: list[tuple]) -> str:
     return str(path)
 
 
-def run(spark: SparkSession, tmp_path: Path, rows: list[tuple], *overrides: str):
-    lake = write_lake(spark.createDataFrame(rows, TX_SCHEMA), tmp_path / "lake")
-    rates = write_rates(spark, tmp_path / "rates", RATES)
+def run(
+    spark: SparkSession,
+    tmp_path: Path,
+    rows: list[tuple],
+    *overrides: str,
+    schema: str = TX_SCHEMA,
+    rates_rows: list[tuple] = RATES,
+):
+    lake = write_lake(spark.createDataFrame(rows, schema), tmp_path / "lake")
+    rates = write_rates(spark, tmp_path / "rates", rates_rows)
     config = load_config(
         None,
         [
@@ -89,6 +96,44 @@ def test_rates_by_date_staleness_and_half_even_rounding(
     assert result.counts.rejected("missing_fx_rate") == 2
     assert result.counts.rejected("invalid_amount") == 1
     assert result.counts.valid_rows == 6
+
+
+def test_every_minor_unit_converts_and_no_source_money_is_rounded(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Three- and four-decimal currencies convert; money (amount and cost) with more
+    decimals than its currency has is refused, never rounded."""
+    schema = TX_SCHEMA.replace("decimal(18,2)", "decimal(18,4)") + ", cost decimal(18,4)"
+    rates = [
+        ("KWD", date(2024, 1, 4), Decimal("3.25")),
+        ("CLF", date(2024, 1, 4), Decimal("40.5")),
+    ]
+    rows = [
+        ("k1", "kwd", at(5), Decimal("12.345"), "KWD", Decimal("1.001")),  # 40.12125 -> 40.12
+        ("k2", "kwd_beyond", at(5), Decimal("12.3456"), "KWD", None),
+        ("c1", "clf", at(5), Decimal("1.2345"), "CLF", None),  # 49.99725 -> 50.00
+        ("u1", "usd_beyond", at(5), Decimal("12.345"), "USD", None),
+        ("u2", "bad_cost", at(5), Decimal("10.00"), "USD", Decimal("1.234")),
+        ("u3", "usd", at(5), Decimal("10.00"), "USD", Decimal("4.00")),
+        ("j1", "yen_cost", at(5), Decimal("100"), "JPY", Decimal("0.5")),
+    ]
+    result = run(spark, tmp_path, rows, "metrics.include=[margin]", schema=schema, rates_rows=rates)
+    assert revenue_by_customer(result) == {
+        "kwd": Decimal("40.12"),
+        "clf": Decimal("50.00"),
+        "usd": Decimal("10.00"),
+    }
+    assert result.counts.rejected("invalid_amount") == 2
+    assert result.counts.rejected("invalid_cost") == 2
+    assert result.counts.rejected("missing_fx_rate") == 0
+    quarantined = DeltaTable(result.table_path(contract.QUARANTINED_TRANSACTIONS))
+    reasons = {r["transaction_id"]: r["reason"] for r in quarantined.to_pyarrow_table().to_pylist()}
+    assert reasons == {
+        "k2": "invalid_amount",
+        "u1": "invalid_amount",
+        "u2": "invalid_cost",
+        "j1": "invalid_cost",
+    }
 
 
 def test_zero_decimal_reporting_currency_rounds_to_whole_units(

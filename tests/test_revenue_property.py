@@ -133,7 +133,7 @@ def test_net_revenue_per_period_equals_converted_sales_minus_refunds(
     assert config.revenue.fx_rates is not None
     options = pass_options(config, read_rates(spark, config.revenue.fx_rates), None)
     columns = resolve_columns(source.columns, {}, "memory")
-    frame, _, _ = customer_period_rows(source, columns, options, grains)
+    frame = customer_period_rows(source, columns, options, grains).rows
     periods = with_period_labels(frame.where(frame.grain_idx < len(grains)), grains)
     got: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for row in periods.collect():

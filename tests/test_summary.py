@@ -136,3 +136,12 @@ def test_run_list_newest_first() -> None:
     assert lines[1].endswith("RunError: too many bad rows")
     assert lines[2].split()[4:9] == ["7", "1,234,567", "1,234,000", "567", "2"]
     assert format_runs([]) == "no runs logged yet"
+
+
+def test_summary_redacts_credentials_in_the_output_path() -> None:
+    path = "abfss://c@acct.dfs.core.windows.net/out?sv=2024&sig=S3CRET"
+    for status in ("succeeded", "skipped"):
+        extra: dict[str, Any] = {"status": status, "same_as": "r000001-0"}
+        text = format_summary(result(output_path=path, **extra), LEVELS, "EUR")
+        assert "S3CRET" not in text, text
+        assert "abfss://c@acct.dfs.core.windows.net/out?sv=2024&sig=***" in text

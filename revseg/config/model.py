@@ -21,6 +21,12 @@ NO_REVENUE_SEGMENT = "no_revenue"
 MAX_ACCURACY = 1_000_000
 
 
+_ADDED = "added_later"
+# Metadata of a config key added after revseg 0.1.0: at its default it leaves the config's
+# fingerprint as 0.1.0 computed it (run logs hold fingerprints; see `Config.fingerprint`).
+ADDED_LATER = {_ADDED: True}
+
+
 @dataclass(frozen=True)
 class TierLevel:
     """A value tier: customers in the top `fraction` of a period's revenue reach it."""
@@ -78,6 +84,14 @@ class PeriodsConfig:
     grains: tuple[str, ...] = ("month", "quarter", "year")
     timezone: str = "UTC"
     fiscal_year_start_month: int = 1
+
+    def meaning(self) -> dict[str, str]:
+        """The settings that decide what a period label means (which rows `2024-03` or
+        `FY2025` holds), by config key: the tables record them and refuse others."""
+        found = {"periods.timezone": self.timezone}
+        if any(grain.startswith("fiscal_") for grain in self.grains):
+            found["periods.fiscal_year_start_month"] = str(self.fiscal_year_start_month)
+        return found
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,7 @@ class QualityConfig:
     quarantine_excluded: bool = False
     max_quarantine_fraction: float = 0.05
     allow_empty_periods: bool = False
+    duplicate_reach_days: int = field(default=1, metadata=ADDED_LATER)
 
 
 @dataclass(frozen=True)
@@ -200,10 +215,15 @@ def to_plain(value: Any) -> Any:
     """Turn a config (or part of one) back into plain dicts, lists and scalars.
 
     A date becomes its ISO text and a Decimal its `str`: what revseg 0.1.0 held in those
-    fields as text, so that fingerprints stay the same across versions.
+    fields as text, and a key added since (`ADDED_LATER`) is left out while it has its
+    default, so that fingerprints stay the same across versions.
     """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: to_plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get(_ADDED) and getattr(value, f.name) == f.default)
+        }
     if isinstance(value, Mapping):
         return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, tuple | list):

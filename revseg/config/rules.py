@@ -62,6 +62,11 @@ def validate(config: Config) -> None:
             "config key 'revenue.max_refund_delay_days': expected 0 to 3660 days, got "
             f"{config.revenue.max_refund_delay_days}"
         )
+    if not 0 <= config.quality.duplicate_reach_days <= 3660:
+        raise ConfigError(
+            "config key 'quality.duplicate_reach_days': expected 0 to 3660 days, got "
+            f"{config.quality.duplicate_reach_days}"
+        )
     _validate_quality(config.quality)
     for key in config.spark:
         if not key.startswith("spark."):

@@ -59,26 +59,33 @@ class InputState:
         )
 
 
-def source_day_fingerprints(
+@dataclass(frozen=True)
+class InputIdentity:
+    """What a run reads, by content: a line per source file (`source_listing`), the Delta
+    version read (None: not Delta) and the FX rates' fingerprint per date. Part of the work
+    key; a run of every period logs the state made from it."""
+
+    source_files: Mapping[str, str]  # path -> line
+    source_version: int | None
+    rates: Mapping[str, str]  # ISO rate date -> hash of that day's rates
+
+    def lines(self) -> list[str]:
+        return [
+            *sorted(self.source_files.values()),
+            f"delta version {self.source_version}",
+            *(f"fx {day} {value}" for day, value in sorted(self.rates.items())),
+        ]
+
+
+def source_listing(
     spark: SparkSession, source: SourceConfig, files: Sequence[str]
-) -> dict[str, str] | None:
-    """Per date partition of the source, a hash of its `files` (those a run reads); None
-    without a date partition column (then changes cannot be placed in time)."""
-    column = source.date_partition
-    if column is None:
-        return None
-    pattern = re.compile(rf"/{re.escape(column)}=([^/]*)/")
-    days = [pattern.search(path) for path in files]
-    if not files or any(found is None for found in days):
-        return None  # not partitioned by that column
-    if source.format == "delta":
-        # Delta never rewrites a file in place: the names change whenever a partition's
-        # rows do (deletion vectors aside: see `delta_deletion_vector_days`).
-        return _fingerprints(
-            (unquote(found.group(1)), path.rsplit("/", 1)[-1])
-            for found, path in zip(days, files, strict=True)
-            if found is not None
-        )
+) -> dict[str, str]:
+    """A line per file a run reads (`files`: the source frame's), saying what the file
+    holds: for a Delta source its name (Delta never rewrites a file in place, and the
+    version read says the rest, deletion vectors included); for files, the name, length
+    and modification time, so that a file rewritten under the same name counts as changed."""
+    if source.format == "delta" or not files:
+        return {path: path.rsplit("/", 1)[-1] for path in files}
     try:
         # Spark's binaryFile source reads no content when only the path, length and
         # modification time are selected: a listing of exactly these files.
@@ -86,15 +93,30 @@ def source_day_fingerprints(
             spark.read.format("binaryFile")
             .option("basePath", qualify(source.path))
             .load(list(files))
+            .select("path", "length", F.col("modificationTime").cast("string"))
+            .collect()
         )
     except AnalysisException as err:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise SourceError(f"cannot list source.path {source.path!r}: {first_line}") from None
-    if column not in listing.columns:
+    return {row[0]: "|".join(str(v) for v in row) for row in listing}
+
+
+def source_day_fingerprints(
+    source: SourceConfig, listing: Mapping[str, str]
+) -> dict[str, str] | None:
+    """Per date partition of the source, a hash of its files' lines (`source_listing`); None
+    without a date partition column (then changes cannot be placed in time)."""
+    column = source.date_partition
+    if column is None:
         return None
-    file_line = F.concat_ws("|", "path", "length", F.col("modificationTime").cast("string"))
-    rows = listing.select(F.col(column).cast("string"), file_line).collect()
-    return _fingerprints((row[0], row[1]) for row in rows)
+    pattern = re.compile(rf"/{re.escape(column)}=([^/]*)/")
+    days = {path: pattern.search(path) for path in listing}
+    if not listing or any(found is None for found in days.values()):
+        return None  # not partitioned by that column
+    return _fingerprints(
+        (unquote(found.group(1)), listing[path]) for path, found in days.items() if found
+    )
 
 
 def _fingerprints(files: Iterable[tuple[str | None, str]]) -> dict[str, str]:
@@ -186,7 +208,7 @@ def affected_days(
     before: InputState,
     now: InputState,
     fx_max_staleness_days: int,
-    refund_reach_days: int,
+    reach_days: int,
     extra_source_days: Iterable[str] = (),
 ) -> set[date] | EveryPeriod:
     """The days (in periods.timezone) whose periods must be recomputed, or the reason why
@@ -195,9 +217,10 @@ def affected_days(
     A changed source partition day d holds rows of d - 1 to d + 1 in periods.timezone (the
     lake's day need not be the business's). A changed rate on day d converts rows of d to
     d + staleness. A moved as-of date changes which rows around both dates count. With
-    refunds booked to their sale (`refund_reach_days` > 0), a change on day x can move a
-    refund to or from the day of its sale, up to that many days before x, and a changed sale
-    on x moves its refunds from up to that many days after: each day widens both ways.
+    refunds booked to their sale, a change on day x can move a refund to or from the day of
+    its sale, up to `reach_days` before x, and a changed sale on x moves its refunds from up
+    to that many days after; a copy of a transaction on x can likewise take the count from
+    a copy up to that many days away (the earliest copy counts): each day widens both ways.
     """
     changed = changed_keys(before.days, now.days) | set(extra_source_days)
     if UNDATED in changed:
@@ -218,8 +241,8 @@ def affected_days(
             return EveryPeriod("the as-of limit was set or cleared")
         low, high = min(ends), max(ends)
         days |= _span(low - timedelta(days=1), high + timedelta(days=1)) & _near(present)
-    if refund_reach_days and days:
-        reach = timedelta(days=refund_reach_days)
+    if reach_days and days:
+        reach = timedelta(days=reach_days)
         days = {d for day in days for d in _span(day - reach, day + reach)} & _near(present)
     return days
 

@@ -9,7 +9,6 @@ carries the error class DELTA_CONCURRENT_*.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,8 +19,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from revseg.errors import ConcurrentWriteError, TableError
+from revseg.io.paths import redacting_logger
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 # Keep the tables readable by delta-rs, Polars and DuckDB: no deletion vectors, row
 # tracking or column mapping (Databricks turns deletion vectors on by default).
@@ -48,14 +48,15 @@ def ensure_table(
     schema: StructType,
     partition_columns: Sequence[str],
     properties: Mapping[str, str] | None = None,
-) -> None:
-    """Create the table if absent; refuse one whose schema or partitioning differs."""
+) -> dict[str, str]:
+    """Create the table if absent; refuse one whose schema or partitioning differs. The
+    table's properties."""
     if DeltaTable.isDeltaTable(spark, path):
-        _check_existing(spark, path, schema, partition_columns)
-        return
+        return _check_existing(spark, path, schema, partition_columns)
+    created = {**TABLE_PROPERTIES, **(properties or {})}
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     builder = builder.partitionedBy(*partition_columns)
-    for key, value in {**TABLE_PROPERTIES, **(properties or {})}.items():
+    for key, value in created.items():
         builder = builder.property(key, value)
     try:
         builder.execute()
@@ -70,7 +71,8 @@ def ensure_table(
         )
     if latest_version(spark, path) != 0 or _created_by_other(spark, path, schema):
         # another run won the race and has written since, or created another shape
-        _check_existing(spark, path, schema, partition_columns)
+        return _check_existing(spark, path, schema, partition_columns)
+    return created
 
 
 def _created_by_other(spark: SparkSession, path: str, schema: StructType) -> bool:
@@ -82,7 +84,7 @@ def _created_by_other(spark: SparkSession, path: str, schema: StructType) -> boo
 
 def _check_existing(
     spark: SparkSession, path: str, schema: StructType, partition_columns: Sequence[str]
-) -> None:
+) -> dict[str, str]:
     detail = DeltaTable.forPath(spark, path).detail().collect()[0]
     found_partitions = list(detail["partitionColumns"])
     if found_partitions != list(partition_columns):
@@ -103,6 +105,36 @@ def _check_existing(
             f"(missing: {missing or 'none'}, unexpected: {extra or 'none'}, other types: "
             f"{changed or 'none'}): point output.path elsewhere or move that table away"
         )
+    return dict(detail["properties"] or {})
+
+
+PROPERTY_PREFIX = "revseg."
+
+
+def ensure_properties(
+    spark: SparkSession, path: str, found: Mapping[str, str], settings: Mapping[str, str]
+) -> None:
+    """Record config `settings` (key -> value) as the table properties `revseg.<key>`, or
+    refuse the table if it records other values (`found`: its properties, from
+    `ensure_table`): its rows were made under those."""
+    wanted = {PROPERTY_PREFIX + key: value for key, value in settings.items()}
+    for name, value in wanted.items():
+        if name in found and found[name] != value:
+            key = name.removeprefix(PROPERTY_PREFIX)
+            raise TableError(
+                f"config key '{key}' is {value!r}, but the table at {path} holds periods made "
+                f"with {found[name]!r} (table property {name}): the same period labels would "
+                f"mean two things in one table. Set {key} back to {found[name]!r}, or write "
+                "to a new output.path"
+            )
+    missing = {name: value for name, value in wanted.items() if name not in found}
+    if missing:
+        pairs = ", ".join(f"'{name}' = '{_sql_text(value)}'" for name, value in missing.items())
+        spark.sql(f"ALTER TABLE delta.`{path.replace('`', '``')}` SET TBLPROPERTIES ({pairs})")
+
+
+def _sql_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def period_predicate(periods: Sequence[str]) -> str:
@@ -194,23 +226,31 @@ def latest_version(spark: SparkSession, path: str) -> int:
 def session_settings(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
     """Set Spark SQL settings for the block and restore the session's own values after.
 
-    A platform that refuses a setting (some serverless runtimes) keeps its default.
+    The settings only tune how files are written, never what they hold: a platform that
+    refuses one (serverless, shared sessions) keeps its own, and one that refuses to
+    restore it is warned about; neither fails the run (a refusal after a commit would
+    fail every retry the same way). Other work in the same session sees the settings
+    while the block runs.
     """
     previous: dict[str, str | None] = {}
     for key, value in settings.items():
         try:
-            previous[key] = spark.conf.get(key, None)
+            old = spark.conf.get(key, None)
             spark.conf.set(key, value)
+            previous[key] = old
         except Exception as err:  # the platform decides which settings a job may change
             logger.info("could not set %s for the write (%s); using the default", key, err)
     try:
         yield
     finally:
         for key, old in previous.items():
-            if old is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, old)
+            try:
+                if old is None:
+                    spark.conf.unset(key)
+                else:
+                    spark.conf.set(key, old)
+            except Exception as err:
+                logger.warning("could not restore the session setting %s (%s)", key, err)
 
 
 def committed_version(spark: SparkSession, path: str, run_id: str) -> int:
@@ -223,9 +263,15 @@ def committed_version(spark: SparkSession, path: str, run_id: str) -> int:
     return int(max(row["version"] for row in rows))
 
 
-def vacuum_table(spark: SparkSession, path: str, retain_hours: float | None = None) -> int | None:
+def vacuum_table(
+    spark: SparkSession, path: str, retain_hours: float | None = None, force: bool = False
+) -> int | None:
     """Delete the files no current version of the table uses (left by failed or killed
-    writes, or replaced more than the retention ago); how many. None: no table there."""
+    writes, or replaced more than the retention ago); how many. None: no table there.
+
+    A retention below the table's `delta.deletedFileRetentionDuration` (7 days unless set)
+    is refused, as Delta refuses it, unless `force`: it can delete the files of a write
+    still running (not yet committed) and those a reader of an older version needs."""
     if not DeltaTable.isDeltaTable(spark, path):
         return None
     before = _data_files(spark, path)
@@ -234,14 +280,30 @@ def vacuum_table(spark: SparkSession, path: str, retain_hours: float | None = No
     # tasks (10,000 by default): 42 s for a small table on 2 cores, 2.4 s with 8 tasks.
     cores = spark.sparkContext.defaultParallelism
     settings = {"spark.sql.sources.parallelPartitionDiscovery.parallelism": str(max(8, 4 * cores))}
-    if retain_hours is not None:
-        # A retention below Delta's safety minimum must be asked for explicitly.
+    if force:
+        logger.warning(
+            "vacuum of %s with retention %s h and Delta's retention check off: files of a "
+            "write still running there, or of an older version a reader uses, are deleted",
+            path,
+            retain_hours,
+        )
         settings["spark.databricks.delta.retentionDurationCheck.enabled"] = "false"
-    with session_settings(spark, settings):
-        if retain_hours is None:
-            table.vacuum()
-        else:
-            table.vacuum(retain_hours)
+    try:
+        with session_settings(spark, settings):
+            if retain_hours is None:
+                table.vacuum()
+            else:
+                table.vacuum(retain_hours)
+    except Exception as err:
+        if "retentionDurationCheck" not in str(err):
+            raise
+        raise TableError(
+            f"vacuum of {path}: a retention of {retain_hours:g} hours is below the table's "
+            "delta.deletedFileRetentionDuration (7 days unless set); it would delete the "
+            "files of any write still running there and those a reader of an older version "
+            "needs. Use a longer --retain-hours, or add --force when nothing is running or "
+            "reading there"
+        ) from None
     return before - _data_files(spark, path)
 
 

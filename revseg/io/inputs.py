@@ -18,6 +18,7 @@ from pyspark.sql.types import DateType, DecimalType, StringType
 from revseg.columns import check_column_types, find_column, quoted, resolve_columns
 from revseg.config import FX_COLUMNS, FxRatesConfig, SourceConfig
 from revseg.errors import SourceError
+from revseg.io.changes import InputIdentity, fx_date_fingerprints, source_listing
 from revseg.io.source import read_source
 from revseg.quality import normalised_currency
 
@@ -45,39 +46,55 @@ def conform_rates(rates: DataFrame, columns: Mapping[str, str], path: str) -> Da
 @dataclass(frozen=True)
 class FxRates:
     """The checked FX rates (currency, rate_date, rate), each currency's first rate date,
-    and the files they were read from."""
+    the files they were read from, and a fingerprint of each date's rates (their content)."""
 
     rates: DataFrame
     first_dates: Mapping[str, date]
     files: tuple[str, ...]
+    fingerprints: Mapping[str, str]
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """The source as read (not yet pruned) with its resolved columns, and the rates."""
+    """The source as read (not yet pruned) with its resolved columns and, for a Delta
+    source, the version read; and the rates."""
 
     source: DataFrame
     columns: Mapping[str, str]  # canonical name -> the source's column
     rates: FxRates | None
+    source_version: int | None = None
 
     def with_source(self, source: DataFrame) -> Inputs:
         """The same inputs with the source narrowed (pruned to the partitions a run needs)."""
-        return Inputs(source, self.columns, self.rates)
+        return Inputs(source, self.columns, self.rates, self.source_version)
 
     def files(self) -> list[str]:
-        """The files a run reads (the source's and the rates'): part of its work key."""
+        """The files a run reads (the source's and the rates')."""
         return [*self.source.inputFiles(), *(self.rates.files if self.rates else ())]
+
+    def identity(self, spark: SparkSession, source: SourceConfig) -> InputIdentity:
+        """What the run reads, by content (a listing of the source's files: one small job
+        for a file source)."""
+        return InputIdentity(
+            source_listing(spark, source, self.source.inputFiles()),
+            self.source_version,
+            self.rates.fingerprints if self.rates else {},
+        )
 
 
 def read_inputs(
-    spark: SparkSession, source: SourceConfig, fx_rates: FxRatesConfig | None
+    spark: SparkSession,
+    source: SourceConfig,
+    fx_rates: FxRatesConfig | None,
+    version: int | None = None,
 ) -> Inputs:
-    """Read the source (its columns resolved and type-checked) and the FX rates (checked)."""
-    frame = read_source(spark, source, corrupt_records=True)
+    """Read the source (its columns resolved and type-checked; a Delta source at `version`,
+    so that the run reads exactly the version it records) and the FX rates (checked)."""
+    frame = read_source(spark, source, corrupt_records=True, version=version)
     columns = resolve_columns(frame.columns, source.columns, source.path)
     check_column_types(frame.schema, columns, source.path)
     rates = read_rates(spark, fx_rates) if fx_rates is not None else None
-    return Inputs(frame, columns, rates)
+    return Inputs(frame, columns, rates, version)
 
 
 def read_rates(spark: SparkSession, table: FxRatesConfig) -> FxRates:
@@ -85,7 +102,9 @@ def read_rates(spark: SparkSession, table: FxRatesConfig) -> FxRates:
     raw = read_source(spark, table, key="revenue.fx_rates")
     rates = conform_rates(raw, table.columns, table.path)
     check_rates(rates, table.path)
-    return FxRates(rates, first_rate_dates(rates), tuple(raw.inputFiles()))
+    return FxRates(
+        rates, first_rate_dates(rates), tuple(raw.inputFiles()), fx_date_fingerprints(rates)
+    )
 
 
 def check_rates(rates: DataFrame, path: str) -> None:

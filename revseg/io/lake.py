@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 
 from revseg.errors import RunError
+from revseg.io.paths import redacting_logger
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 LAKE_FORMATS = ("parquet", "delta", "csv", "json")
 

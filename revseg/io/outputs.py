@@ -16,8 +16,10 @@ from revseg.errors import ConcurrentWriteError, RunError
 from revseg.io import paths
 from revseg.io.delta_tables import (
     PLAIN_ENCODING,
+    PROPERTY_PREFIX,
     Txn,
     append_rows,
+    ensure_properties,
     ensure_table,
     latest_version,
     replace_periods,
@@ -31,22 +33,40 @@ def table_path(output_path: str, name: str) -> str:
     return paths.join(output_path, name)
 
 
-def ensure_outputs(spark: SparkSession, output_path: str, groups: tuple[str, ...]) -> None:
+def ensure_outputs(
+    spark: SparkSession,
+    output_path: str,
+    groups: tuple[str, ...],
+    meaning: Mapping[str, str],
+) -> None:
     """Create customer_segments and tier_boundaries if absent (a foreign table at their path
-    stops the run before any work); check the quarantine table if it exists."""
-    ensure_table(
-        spark,
-        table_path(output_path, contract.CUSTOMER_SEGMENTS),
-        contract.with_groups(contract.CUSTOMER_SEGMENTS_SCHEMA, groups),
-        contract.CUSTOMER_SEGMENTS_PARTITIONS,
-        contract.CUSTOMER_SEGMENTS_PROPERTIES,
-    )
-    ensure_table(
-        spark,
-        table_path(output_path, contract.TIER_BOUNDARIES),
-        contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, groups),
-        contract.TIER_BOUNDARIES_PARTITIONS,
-    )
+    stops the run before any work), each recording the settings that give its period labels
+    their `meaning` (`PeriodsConfig.meaning`), and refuse tables made under other ones;
+    check the quarantine table if it exists."""
+    recorded = {PROPERTY_PREFIX + key: value for key, value in meaning.items()}
+    for name, schema, partitions, properties in (
+        (
+            contract.CUSTOMER_SEGMENTS,
+            contract.CUSTOMER_SEGMENTS_SCHEMA,
+            contract.CUSTOMER_SEGMENTS_PARTITIONS,
+            contract.CUSTOMER_SEGMENTS_PROPERTIES,
+        ),
+        (
+            contract.TIER_BOUNDARIES,
+            contract.TIER_BOUNDARIES_SCHEMA,
+            contract.TIER_BOUNDARIES_PARTITIONS,
+            {},
+        ),
+    ):
+        path = table_path(output_path, name)
+        found = ensure_table(
+            spark,
+            path,
+            contract.with_groups(schema, groups),
+            partitions,
+            {**properties, **recorded},
+        )
+        ensure_properties(spark, path, found, meaning)
     quarantine = table_path(output_path, contract.QUARANTINED_TRANSACTIONS)
     if DeltaTable.isDeltaTable(spark, quarantine):  # else created by the first run that needs it
         ensure_table(spark, quarantine, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
@@ -127,6 +147,48 @@ def write_periods(
             "in line."
         ) from None
     return versions
+
+
+def committed_totals(
+    spark: SparkSession,
+    output_path: str,
+    versions: Mapping[str, int],
+    periods: Mapping[str, tuple[str, ...]],
+) -> dict[str, dict[tuple[str, str], tuple[int, int]]]:
+    """customer_segments and tier_boundaries read back at the versions a run committed:
+    per (period_grain, period) of `periods`, customers and revenue in cents (one small
+    aggregate over the written period partitions of both tables)."""
+    labels = sorted({p for found in periods.values() for p in found})
+    customers = {
+        contract.CUSTOMER_SEGMENTS: F.lit(1).cast("long"),
+        contract.TIER_BOUNDARIES: F.col("customers").cast("long"),
+    }
+    frames = [
+        spark.read.format("delta")
+        .option("versionAsOf", versions[table])
+        .load(table_path(output_path, table))
+        .where(F.col("period").isin(labels))
+        .select(
+            F.lit(table).alias("table"),
+            "period_grain",
+            "period",
+            count.alias("customers"),
+            (F.col("revenue") * 100).cast("long").alias("cents"),
+        )
+        for table, count in customers.items()
+    ]
+    rows = (
+        frames[0]
+        .unionByName(frames[1])
+        .groupBy("table", "period_grain", "period")
+        .agg(F.sum("customers").alias("customers"), F.sum("cents").alias("cents"))
+        .collect()
+    )
+    totals: dict[str, dict[tuple[str, str], tuple[int, int]]] = {t: {} for t in customers}
+    for row in rows:
+        key = (row["period_grain"], row["period"])
+        totals[row["table"]][key] = (int(row["customers"]), int(row["cents"] or 0))
+    return totals
 
 
 def append_quarantine(

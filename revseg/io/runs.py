@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -23,7 +24,7 @@ from revseg.errors import TableError
 from revseg.io import paths
 from revseg.io.changes import InputState
 from revseg.io.delta_tables import Txn, append_rows, ensure_table, latest_version
-from revseg.result import FAILED, SUCCEEDED
+from revseg.result import FAILED, SKIPPED, SUCCEEDED
 
 
 def runs_path(output_path: str) -> str:
@@ -37,13 +38,15 @@ def ensure_runs_table(spark: SparkSession, output_path: str) -> int:
     return latest_version(spark, path)
 
 
-def work_key(config_hash: str, requested: str, input_files: Sequence[str], version: str) -> str:
-    """What a run computes from: the same key means the same config, request and files."""
+def work_key(config_hash: str, requested: str, inputs: Sequence[str], version: str) -> str:
+    """What a run computes from: the same key means the same config, request and input
+    content (`inputs`: `InputIdentity.lines`: files by name, size and time, the Delta
+    version, the rates by value)."""
     canonical = json.dumps(
         {
             "config": config_hash,
             "requested": requested,
-            "files": sorted(input_files),
+            "inputs": list(inputs),
             "revseg": version,
         },
         separators=(",", ":"),
@@ -95,11 +98,13 @@ def last_succeeded(spark: SparkSession, output_path: str) -> dict[str, Any] | No
 
 
 class Baseline(NamedTuple):
-    """The run an incremental run compares with: its id, input state and table versions."""
+    """The run an incremental run compares with: its id, input state, table versions, and
+    the first and last month (index) with counted data that it found."""
 
     run_id: str
     state: InputState
     table_versions: Mapping[str, int]
+    data_months: tuple[int, int] | None = None
 
 
 class NoBaseline(NamedTuple):
@@ -137,7 +142,13 @@ def complete_baseline(
             if "state" not in read:
                 break
             state = InputState.from_json(read["state"])
-            return Baseline(row["run_id"], state, dict(row["table_versions"] or {}))
+            months = read.get("data_months")
+            return Baseline(
+                row["run_id"],
+                state,
+                dict(row["table_versions"] or {}),
+                (int(months[0]), int(months[1])) if months else None,
+            )
     return NoBaseline("no earlier run of every period logged the state of its input")
 
 
@@ -155,6 +166,34 @@ def unchanged_since(
         if recorded is None or latest_version(spark, path) != recorded:
             return None
     return run
+
+
+# Commits that leave a table's rows as they were: not a change a run has to account for.
+_KEEPS_ROWS = frozenset({"VACUUM START", "VACUUM END", "OPTIMIZE", "SET TBLPROPERTIES"})
+
+
+def unlogged_changes(spark: SparkSession, output_path: str, tables: Sequence[str]) -> list[str]:
+    """The tables whose rows changed after the last version a successful run logged for
+    them: a run killed (or failed) after committing left them so, and they may hold rows
+    no logged run accounts for."""
+    runs = read_runs(spark, output_path).where(F.col("status").isin(SUCCEEDED, SKIPPED))
+    logged = {
+        row["key"]: int(row["version"])
+        for row in runs.select(F.explode("table_versions"))
+        .groupBy("key")
+        .agg(F.max("value").alias("version"))
+        .collect()
+    }
+    changed = []
+    for table in tables:
+        path = paths.join(output_path, table)
+        since = logged.get(table, 0)  # 0: created empty (every table is, up front)
+        if not DeltaTable.isDeltaTable(spark, path) or latest_version(spark, path) <= since:
+            continue
+        later = DeltaTable.forPath(spark, path).history().where(F.col("version") > since)
+        if any(row["operation"] not in _KEEPS_ROWS for row in later.select("operation").collect()):
+            changed.append(table)
+    return changed
 
 
 def latest_complete(spark: SparkSession, output_path: str, table: str) -> DataFrame:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from datetime import date, timedelta
 
@@ -14,10 +13,10 @@ from pyspark.sql.types import StringType, StructField, StructType
 from revseg.columns import CORRUPT_RECORD, quoted
 from revseg.config import InputTable, SourceConfig
 from revseg.errors import SourceError
-from revseg.io.paths import qualify, redact
+from revseg.io.paths import qualify, redact, redacting_logger
 from revseg.periods import PeriodPlan
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 _DEFAULT_OPTIONS = {
     "csv": {"header": "true", "mode": "PERMISSIVE"},
@@ -26,16 +25,22 @@ _DEFAULT_OPTIONS = {
 
 
 def read_source(
-    spark: SparkSession, source: InputTable, key: str = "source", corrupt_records: bool = False
+    spark: SparkSession,
+    source: InputTable,
+    key: str = "source",
+    corrupt_records: bool = False,
+    version: int | None = None,
 ) -> DataFrame:
-    """The source (or another input table, named by its config `key`) as Spark reads it,
-    with a clear error when the path cannot be read.
+    """The source (or another input table, named by its config `key`) as Spark reads it
+    (a Delta table at `version`, if given), with a clear error when the path cannot be read.
 
     With `corrupt_records`, a CSV or JSON source has the column `_corrupt_record`, holding
     the text of each line Spark could not parse (PERMISSIVE mode); other lines have null.
     """
     options = {**_DEFAULT_OPTIONS.get(source.format, {}), **source.options}
     reader = spark.read.format(source.format).options(**options)
+    if version is not None and source.format == "delta":
+        reader = reader.option("versionAsOf", version)
     try:
         frame = reader.load(qualify(source.path))
         frame.schema  # noqa: B018 -- resolves the files now, so errors surface here
@@ -59,7 +64,9 @@ def prune_to_days(
     frame: DataFrame, source: SourceConfig, first: date, last: date, *more: tuple[date, date]
 ) -> DataFrame:
     """Keep only the date partitions in [first, last] (and in each further (first, last)
-    range): a partition filter Spark prunes on.
+    range), and those whose value is no date (`__HIVE_DEFAULT_PARTITION__`, a null): a
+    partition filter Spark prunes on. Rows of a partition that names no day may fall on
+    any day, so every run reads them, as a full run does.
 
     Without a date partition column the whole source is read (and a warning says so).
     """
@@ -79,8 +86,8 @@ def prune_to_days(
             "dates (values such as 2024-03-31): set source.date_partition to a date column, "
             "or null to read the whole source"
         )
-    day = quoted(column).try_cast("date")  # a value that is no date: not in any range
-    wanted = day.between(F.lit(first), F.lit(last))
+    day = quoted(column).try_cast("date")
+    wanted = day.isNull() | day.between(F.lit(first), F.lit(last))
     for low, high in more:
         wanted = wanted | day.between(F.lit(low), F.lit(high))
     return frame.where(wanted)
