@@ -56,6 +56,13 @@ def found_periods(boundaries: Iterable[Boundary], grains: Sequence[str]) -> dict
     return found
 
 
+# The note of an incremental run whose changed days' periods hold no valid rows, none stored.
+NOTHING_TO_WRITE = (
+    "nothing to write: the periods of the changed days hold no valid rows, and none of them "
+    "is in the tables"
+)
+
+
 def empty_periods(planned: Mapping[str, Sequence[str]], boundaries: Iterable[Boundary]) -> set[str]:
     """Planned periods without a single customer row."""
     found = found_periods(boundaries, tuple(planned))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
 
@@ -37,18 +38,23 @@ from revseg.result import SKIPPED, SUCCEEDED, RunCounts, RunResult
 from revseg.run_log import RunLog
 from revseg.segmentation import boundary_order
 
+if TYPE_CHECKING:
+    from revseg.periods import Grain
+
 logger = redacting_logger(__name__)
 
 
 @dataclass(frozen=True)
 class Request:
-    """What a run was asked for, planned: the periods (None: every period in the source),
-    its scope (all, range or incremental), and in words for the log and the summary."""
+    """What a run was asked for, planned: grains, periods (None: all in the source), scope
+    (all, range or incremental), in words, and the config's fingerprint (made once)."""
 
+    grains: tuple[Grain, ...]
     plan: PeriodPlan | None
     scope: str
     requested: str
     as_of: date | None
+    config_hash: str
     change: IncrementalChange | None = None
     state: InputState | None = None
 
@@ -82,7 +88,7 @@ def run_segmentation(
     version = delta_version(spark, config.source)
     inputs = read_inputs(spark, config.source, config.revenue.fx_rates, version)
     identity = inputs.identity(spark, config.source) if plan is None else None
-    request = _plan_request(spark, config, identity, plan, as_of, incremental)
+    request = _plan_request(spark, config, grains, identity, plan, as_of, incremental)
     if request.change is not None and request.change.unchanged:
         return _skip_unchanged(spark, config, request, started)
     reach = _reach_days(config)
@@ -94,7 +100,7 @@ def run_segmentation(
     output = config.output.path
     log_version = ensure_runs_table(spark, output)
     ensure_outputs(spark, output, config.tiers.by, config.periods.meaning())
-    key = work_key(config.fingerprint(), request.requested, identity.lines(), __version__)
+    key = work_key(request.config_hash, request.requested, identity.lines(), __version__)
     run_id, txn = write_ids(key, log_version)
     logger.info("run %s: %s", run_id, request.requested)
     log = _run_log(config, request, run_id, key, started, len(inputs.files()))
@@ -122,6 +128,7 @@ def run_segmentation(
 def _plan_request(
     spark: SparkSession,
     config: Config,
+    grains: tuple[Grain, ...],
     identity: InputIdentity | None,
     plan: PeriodPlan | None,
     as_of: date | None,
@@ -131,15 +138,15 @@ def _plan_request(
     of the days changed since the baseline. Runs of every period (`identity`: what they
     read) record their input state from the very files they read."""
     state = input_state(config.source, identity, as_of) if identity is not None else None
-    change = None
+    change, config_hash = None, config.fingerprint()
     if incremental:
         change = decide_incremental(
             spark,
             config.output.path,
             config.source,
-            make_grains(config.periods.grains, config.periods.fiscal_year_start_month),
+            grains,
             state,
-            config.fingerprint(),
+            config_hash,
             config.revenue.fx_max_staleness_days,
             _reach_days(config),
             OUTPUT_TABLES,
@@ -151,7 +158,7 @@ def _plan_request(
         + ("nothing" if change is not None and change.unchanged else describe(plan))
         + (f", as of {as_of}" if as_of else "")
     )
-    return Request(plan, scope, requested, as_of, change, state)
+    return Request(grains, plan, scope, requested, as_of, config_hash, change, state)
 
 
 def _compute_and_write(
@@ -164,8 +171,7 @@ def _compute_and_write(
     timer: StageTimer,
     counts_seen: list[RunCounts],
 ) -> RunResult:
-    grains = make_grains(config.periods.grains, config.periods.fiscal_year_start_month)
-    options = pass_options(config, inputs.rates, request.as_of)
+    grains, options = request.grains, pass_options(config, inputs.rates, request.as_of)
     with computation(
         inputs.source, inputs.columns, options, grains, request.plan, config.tiers, timer
     ) as computed:
@@ -219,14 +225,8 @@ def _compute_and_write(
         table_versions=versions,
         stage_seconds=timer.seconds,
         skipped_windows=tuple(sorted(skipped & {row["period"] for row in computed.boundaries})),
-        note=_joined(request, _NOTHING_TO_WRITE if nothing else None),
+        note=_joined(request, checks.NOTHING_TO_WRITE if nothing else None),
     )
-
-
-_NOTHING_TO_WRITE = (
-    "nothing to write: the periods of the changed days hold no valid rows, and none of them "
-    "is in the tables"
-)
 
 
 def _check_counts(config: Config, counts: RunCounts) -> None:
@@ -313,7 +313,7 @@ def _run_log(
         key=key,
         requested=request.requested,
         started=started,
-        config_hash=config.fingerprint(),
+        config_hash=request.config_hash,
         source_path=config.source.path,
         source_format=config.source.format,
         quarantine_excluded=config.quality.quarantine_excluded,
@@ -331,7 +331,7 @@ def _skip_unchanged(
     if change is None or change.baseline is None:
         raise ValueError("only an incremental run with a baseline is skipped as unchanged")
     log_version = ensure_runs_table(spark, config.output.path)
-    key = work_key(config.fingerprint(), request.requested, [], __version__)
+    key = work_key(request.config_hash, request.requested, [], __version__)
     run_id, _ = write_ids(key, log_version)
     logger.info("run %s: %s", run_id, change.note)
     versions = dict(change.baseline.table_versions)
