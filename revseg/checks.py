@@ -8,15 +8,17 @@ Spark here: each rule is tested without a session.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from revseg.errors import RunError
+from revseg.periods import periods_begun_before
 from revseg.reasons import DUPLICATE, MISSING_FX_RATE, ROW_REASONS, STALE_FX_RATE
 from revseg.result import Boundary, RunCounts
 
 if TYPE_CHECKING:
-    from revseg.periods import Month, RollingGrain
+    from revseg.periods import Grain, Month, RollingGrain
 
 
 def check_fx_coverage(counts: RunCounts, reporting_currency: str) -> None:
@@ -149,6 +151,28 @@ def without_windows(
     return kept
 
 
+def hold_partial(
+    periods: Mapping[str, tuple[str, ...]], grains: Sequence[Grain], horizon: date | None
+) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """The periods to write less those that begin before `horizon`, the source's first day
+    since earlier days were removed (`ensure_outputs`): their stored rows were computed
+    from every day, a rewrite would count only what is left. Also: the held labels."""
+    if horizon is None:
+        return dict(periods), set()
+    partial = periods_begun_before(grains, horizon)
+    kept = {g: tuple(p for p in labels if p not in partial) for g, labels in periods.items()}
+    return kept, {p for labels in periods.values() for p in labels if p in partial}
+
+
+def held_note(held: Collection[str], horizon: date | None) -> str | None:
+    if not held or horizon is None:
+        return None
+    return (
+        f"kept {', '.join(sorted(held))} as stored: the source's days before {horizon} were "
+        "removed since they were computed, and a rewrite would count only what is left"
+    )
+
+
 def written_revenue(
     periods: Mapping[str, Sequence[str]], boundaries: Iterable[Boundary]
 ) -> dict[str, Decimal]:
@@ -167,19 +191,22 @@ def reconcile(
     boundaries: Iterable[Boundary],
     periods: Mapping[str, Sequence[str]],
     calendar_grains: Collection[str],
+    held: Collection[str] = (),
 ) -> None:
     """Valid revenue in must equal revenue out, to the cent, for every calendar grain
-    (rolling windows overlap, so they have no such total)."""
+    (rolling windows overlap, so they have no such total); the revenue of `held` periods
+    (computed, kept as stored: `hold_partial`) is accounted as not written."""
     rows = list(boundaries)
     for grain, labels in periods.items():
         if grain not in calendar_grains:
             continue
-        written = sum(
-            int(row["revenue"] * 100)
-            for row in rows
-            if row["period_grain"] == grain and row["period"] in labels
-        )
-        expected = counts.revenue_cents.get(grain, 0)
+        written, kept = 0, 0
+        for row in rows:
+            if row["period_grain"] == grain and row["period"] in labels:
+                written += int(row["revenue"] * 100)
+            elif row["period_grain"] == grain and row["period"] in held:
+                kept += int(row["revenue"] * 100)
+        expected = counts.revenue_cents.get(grain, 0) - kept
         if written != expected:
             raise RunError(
                 f"reconciliation failed for {grain} periods: valid transactions add up to "

@@ -21,8 +21,10 @@ from revseg.io.changes import (
     InputIdentity,
     InputState,
     affected_days,
-    changed_keys,
+    changed_days,
     delta_deletion_vector_days,
+    first_day,
+    retired_days,
     source_day_fingerprints,
 )
 from revseg.io.paths import redacting_logger
@@ -106,10 +108,16 @@ def decide_incremental(
                 f"{', '.join(unlogged)} changed after run {run_id} without a logged run (one "
                 "was stopped or failed after it committed)"
             )
-        return IncrementalChange(
-            None, baseline, f"no input changed since run {run_id}", unchanged=True
+        retired = (
+            f" (source days before {first_day(state.days)} were removed since: the periods "
+            "they fed stay as stored)"
+            if retired_days(before.days, state.days)
+            else ""
         )
-    changed = sorted(changed_keys(before.days, state.days) | extra)
+        return IncrementalChange(
+            None, baseline, f"no input changed since run {run_id}{retired}", unchanged=True
+        )
+    changed = sorted(changed_days(before.days, state.days) | extra)
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
     what = f"source day(s) {shown} changed" if changed else "FX rates or the as-of date changed"
     return IncrementalChange(

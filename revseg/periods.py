@@ -110,6 +110,9 @@ class CalendarGrain:
         """First and last month of the period."""
         return Month(key), Month(key + self.months - 1)
 
+    def first_day(self, key: int) -> date:
+        return Month(key).first_day()
+
     def last_day(self, key: int) -> date:
         return self.span(key)[1].last_day()
 
@@ -170,6 +173,9 @@ class RollingGrain:
     def span(self, key: int) -> tuple[Month, Month]:
         return Month(key - self.months + 1), Month(key)
 
+    def first_day(self, key: int) -> date:
+        return self.span(key)[0].first_day()
+
     def last_day(self, key: int) -> date:
         return Month(key).last_day()
 
@@ -210,6 +216,9 @@ class WeekGrain:
     def span(self, key: int) -> tuple[Month, Month]:
         """The months of its Monday and of its Sunday."""
         return Month.of_date(day_of(key)), Month.of_date(day_of(key + 6))
+
+    def first_day(self, key: int) -> date:
+        return day_of(key)
 
     def last_day(self, key: int) -> date:
         return day_of(key + 6)
@@ -376,6 +385,20 @@ def plan_changed_days(grains: Sequence[Grain], days: Iterable[date]) -> PeriodPl
         else:
             keys[grain.name] = {k for month in months for k in grain.keys_of(month)}
     return plan_for_keys(grains, keys)
+
+
+def periods_begun_before(grains: Sequence[Grain], first_day: date) -> set[str]:
+    """The labels of the periods that may hold rows of source partition days before
+    `first_day` and of days from it on (a partition day holds rows of the day before and
+    after in periods.timezone): with the days before removed, these are partial."""
+    spill = timedelta(days=1)
+    labels: set[str] = set()
+    for grain in grains:
+        for month in {Month.of_date(first_day - spill), Month.of_date(first_day + spill)}:
+            for key in grain.keys_of(month):
+                if grain.first_day(key) <= first_day and grain.last_day(key) >= first_day - spill:
+                    labels.add(grain.label(key))
+    return labels
 
 
 def months_between(first: Month, last: Month) -> Iterable[Month]:

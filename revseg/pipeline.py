@@ -7,7 +7,7 @@ values and small option objects every stage takes, and nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from revseg.config import Config
 from revseg.customer_periods import FxInput, PassOptions, row_rules
 from revseg.errors import RunError
 from revseg.incremental import IncrementalChange, decide_incremental, input_state
-from revseg.io.changes import InputIdentity, InputState, delta_version
+from revseg.io.changes import InputIdentity, InputState, delta_version, first_day
 from revseg.io.delta_tables import Txn
 from revseg.io.inputs import FxRates, Inputs, read_inputs
 from revseg.io.outputs import (
@@ -57,6 +57,7 @@ class Request:
     config_hash: str
     change: IncrementalChange | None = None
     state: InputState | None = None
+    horizon: date | None = None  # the source's first day, when days before were removed
 
 
 def run_segmentation(
@@ -91,7 +92,7 @@ def run_segmentation(
     request = _plan_request(spark, config, grains, identity, plan, as_of, incremental)
     if request.change is not None and request.change.unchanged:
         return _skip_unchanged(spark, config, request, started)
-    reach = _reach_days(config)
+    reach = config.reach_days()
     inputs = inputs.with_source(prune_to_plan(inputs.source, config.source, request.plan, reach))
     if identity is None:  # a range run: the files of its months
         identity = inputs.identity(spark, config.source)
@@ -99,7 +100,9 @@ def run_segmentation(
     # Every table up front: a foreign table at output.path stops the run before any work.
     output = config.output.path
     log_version = ensure_runs_table(spark, output)
-    ensure_outputs(spark, output, config.tiers.by, config.periods.meaning())
+    starts = first_day(request.state.days) if request.state is not None else None
+    horizon = ensure_outputs(spark, output, config.tiers.by, config.periods.meaning(), starts)
+    request = replace(request, horizon=horizon)
     key = work_key(request.config_hash, request.requested, identity.lines(), __version__)
     run_id, txn = write_ids(key, log_version)
     logger.info("run %s: %s", run_id, request.requested)
@@ -148,7 +151,7 @@ def _plan_request(
             state,
             config_hash,
             config.revenue.fx_max_staleness_days,
-            _reach_days(config),
+            config.reach_days(),
             OUTPUT_TABLES,
         )
         plan = change.plan
@@ -206,9 +209,9 @@ def _compute_and_write(
         )
         skipped = checks.incomplete_windows(windows, *span)
         periods = checks.without_windows(periods, skipped)
-        checks.reconcile(
-            counts, computed.boundaries, periods, {g.name for g in grains if not g.rolling}
-        )
+        periods, held = checks.hold_partial(periods, grains, request.horizon)
+        calendar = {g.name for g in grains if not g.rolling}
+        checks.reconcile(counts, computed.boundaries, periods, calendar, held)
         with timer("write"):
             versions = _write(spark, config, computed, counts, duplicated, periods, log, txn)
     return RunResult(
@@ -225,7 +228,11 @@ def _compute_and_write(
         table_versions=versions,
         stage_seconds=timer.seconds,
         skipped_windows=tuple(sorted(skipped & {row["period"] for row in computed.boundaries})),
-        note=_joined(request, checks.NOTHING_TO_WRITE if nothing else None),
+        note=_joined(
+            request,
+            checks.NOTHING_TO_WRITE if nothing else None,
+            checks.held_note(held, request.horizon),
+        ),
     )
 
 
@@ -279,9 +286,9 @@ def _write(
     return versions
 
 
-def _joined(request: Request, note: str | None) -> str | None:
+def _joined(request: Request, *notes: str | None) -> str | None:
     """An incremental run's note (what changed) followed by the run's own, if any."""
-    parts = [request.change.note if request.change is not None else None, note]
+    parts = [request.change.note if request.change is not None else None, *notes]
     return "; ".join(p for p in parts if p) or None
 
 
@@ -339,12 +346,3 @@ def _skip_unchanged(
     return RunResult.skipped(
         run_id, config.output.path, versions, change.baseline.run_id, change.note
     )
-
-
-def _reach_days(config: Config) -> int:
-    """Days a range run reads beyond its months, and an incremental run widens each changed
-    day by: copies of a transaction a full run de-duplicates (quality.duplicate_reach_days)
-    and, with refunds booked to their sale, the sales and refunds naming each other."""
-    revenue = config.revenue
-    refunds = revenue.max_refund_delay_days if revenue.refund_attribution == "original" else 0
-    return max(refunds, config.quality.duplicate_reach_days)

@@ -18,8 +18,10 @@ from pyspark.sql import functions as F
 
 from revseg import contract
 from revseg.config import Config, load_config
-from revseg.errors import RunError, TableError
+from revseg.errors import ConcurrentWriteError, RunError, TableError
 from revseg.io import delta_tables
+from revseg.io.outputs import OUTPUT_TABLES
+from revseg.io.runs import latest_complete
 from revseg.periods import Month
 from revseg.pipeline import run_segmentation
 from revseg.run_log import RunLog
@@ -364,3 +366,137 @@ def test_tables_refuse_a_run_that_would_give_their_period_labels_another_meaning
     run_segmentation(spark, config(lake, plain, fiscal, "periods.fiscal_year_start_month=7"))
     props = DeltaTable(str(plain / contract.TIER_BOUNDARIES)).metadata().configuration
     assert props["revseg.periods.fiscal_year_start_month"] == "7"
+
+
+def two_months(spark: SparkSession) -> DataFrame:
+    """40 sales on the first ten days of January and of February 2024, four customers."""
+    return sales(
+        spark,
+        [
+            (f"M{i}", f"c{i % 4}", datetime(2024, 1 + i // 20, 1 + i % 10, 10), Decimal(i + 1))
+            for i in range(40)
+        ],
+    )
+
+
+def segment_names(frame: DataFrame) -> dict[str, set[str]]:
+    names: dict[str, set[str]] = {}
+    for row in frame.select("period", "segment").distinct().collect():
+        names.setdefault(row["period"], set()).add(row["segment"])
+    return names
+
+
+TWO_TIERS = "tiers.levels=[{name: top, fraction: 0.5}, {name: rest, fraction: 1.0}]"
+ONE_TIER = "tiers.levels=[{name: all, fraction: 1.0}]"
+
+
+def test_runs_whose_commits_interleave_never_both_succeed(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run A replaces January; run B replaces January and February, entirely between A's
+    customer_segments and tier_boundaries commits. A must be told to retry, and a reader of
+    the run log sees B's rows for both months in both tables, never A's beside B's."""
+    lake, out = tmp_path / "lake", tmp_path / "out"
+    two_months(spark).write.partitionBy("transaction_date").parquet(str(lake))
+    month = "periods.grains=[month]"
+    assert run_segmentation(spark, config(lake, out, month)).status == "succeeded"
+    january, february = Month.parse("2024-01"), Month.parse("2024-02")
+    real_replace = delta_tables.replace_periods
+    started: list[bool] = []
+    later: list[Any] = []
+
+    def b_runs_in_between(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
+        version = real_replace(frame, path, *args, **kwargs)
+        if path.endswith(contract.CUSTOMER_SEGMENTS) and not started:
+            started.append(True)
+            b = config(lake, out, month, TWO_TIERS)
+            later.append(run_segmentation(spark, b, january, february))
+        return version
+
+    monkeypatch.setattr("revseg.io.outputs.replace_periods", b_runs_in_between)
+    with pytest.raises(ConcurrentWriteError, match=r"for period\(s\) 2024-01 .*Retry"):
+        run_segmentation(spark, config(lake, out, month, ONE_TIER), january, january)
+    monkeypatch.undo()
+    assert later[0].status == "succeeded"
+    assert last_run(out)["status"] == "failed"
+    two = {"top", "rest"}
+    for table in (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES):
+        names = segment_names(latest_complete(spark, str(out), table))
+        assert set(names) == {"2024-01", "2024-02"}
+        assert all(found <= two for found in names.values()), (table, names)
+
+
+def test_the_run_log_reader_shows_each_period_as_its_last_successful_run_wrote_it(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of both months stopped after its customer_segments commit, then a successful
+    run of February only: January in both tables is the first run's, not the stopped one's
+    (which lies below the February run's table versions)."""
+    lake, out = tmp_path / "lake", tmp_path / "out"
+    two_months(spark).write.partitionBy("transaction_date").parquet(str(lake))
+    month = "periods.grains=[month]"
+    assert run_segmentation(spark, config(lake, out, month)).status == "succeeded"
+    first = {t: segment_names(latest_complete(spark, str(out), t)) for t in OUTPUT_TABLES}
+    real_replace = delta_tables.replace_periods
+
+    def stopped_after_first(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
+        if path.endswith(contract.TIER_BOUNDARIES):
+            raise SystemExit("stopped")
+        return real_replace(frame, path, *args, **kwargs)
+
+    monkeypatch.setattr("revseg.io.outputs.replace_periods", stopped_after_first)
+    monkeypatch.setattr(RunLog, "write_failure", lambda *a: None)  # a killed run logs nothing
+    with pytest.raises(SystemExit):
+        run_segmentation(spark, config(lake, out, month, ONE_TIER))
+    monkeypatch.undo()
+    february = Month.parse("2024-02")
+    february_run = config(lake, out, month, TWO_TIERS)
+    assert run_segmentation(spark, february_run, february, february).status == "succeeded"
+    for table in OUTPUT_TABLES:
+        names = segment_names(latest_complete(spark, str(out), table))
+        assert names["2024-01"] == first[table]["2024-01"], table
+        assert names["2024-02"] <= {"top", "rest"}, table
+
+
+def period_revenue(out: Path) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for row in read_delta(out / contract.CUSTOMER_SEGMENTS):
+        totals[row["period"]] = totals.get(row["period"], Decimal(0)) + row["revenue"]
+    return totals
+
+
+def test_days_removed_by_retention_leave_the_periods_they_fed_as_stored(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Retention removes the source's first partitions (January and half of February):
+    neither an incremental nor a full run rewrites February or the first quarter from what
+    is left, and both still write the later periods."""
+    lake, out = tmp_path / "lake", tmp_path / "out"
+    start = date(2024, 1, 1)
+    days = [date.fromordinal(start.toordinal() + i) for i in range(121)]  # to 2024-04-30
+    rows = [
+        (f"D{i}", f"c{i % 5}", datetime(d.year, d.month, d.day, 12), Decimal(i + 1))
+        for i, d in enumerate(days)
+    ]
+    sales(spark, rows).write.partitionBy("transaction_date").parquet(str(lake))
+    cfg = config(lake, out, "periods.grains=[month, quarter]")
+    assert run_segmentation(spark, cfg).status == "succeeded"
+    stored = period_revenue(out)
+    for day in days[: 31 + 14]:
+        shutil.rmtree(lake / f"transaction_date={day}")
+
+    unchanged = run_segmentation(spark, cfg, incremental=True)
+    assert unchanged.status == "skipped" and "were removed" in (unchanged.note or "")
+    may = sales(spark, [("D-may", "c1", datetime(2024, 5, 2, 12), Decimal("7.00"))])
+    may.write.mode("append").partitionBy("transaction_date").parquet(str(lake))
+    late = run_segmentation(spark, cfg, incremental=True)
+    assert late.status == "succeeded", late.note
+    assert sorted(late.written_periods()) == ["2024-05", "2024-Q2"]
+    full = run_segmentation(spark, cfg)
+    assert full.status == "succeeded"
+    assert "kept 2024-02, 2024-Q1 as stored" in (full.note or "")
+    assert sorted(full.written_periods()) == ["2024-03", "2024-04", "2024-05", "2024-Q2"]
+    now = period_revenue(out)
+    for period in ("2024-01", "2024-02", "2024-03", "2024-04", "2024-Q1"):
+        assert now[period] == stored[period], period
+    assert now["2024-Q2"] == stored["2024-Q2"] + Decimal("7.00")

@@ -21,6 +21,7 @@ from revseg.periods import (
     monday_of,
     month_index,
     period_keys,
+    periods_begun_before,
     plan_periods,
     week_key,
 )
@@ -233,3 +234,25 @@ def test_iso_weeks_keys_labels_and_spans(spark: SparkSession) -> None:
     ]
     plan = plan_periods((week,), february, february)
     assert (str(plan.read_from), str(plan.read_to)) == ("2024-01", "2024-03")
+
+
+def test_periods_begun_before_a_first_day_are_those_that_straddle_it() -> None:
+    """With the source's days before 2024-03-01 removed, the periods that held those days
+    and may hold later ones (a partition day holds rows of the days either side)."""
+    grains = make_grains(
+        ["week", "month", "quarter", "year", "fiscal_quarter", "rolling_3m"],
+        fiscal_year_start_month=4,
+    )
+    assert periods_begun_before(grains, date(2024, 3, 1)) == {
+        "2024-W09",  # Monday 26 February to Sunday 3 March
+        "2024-02",
+        "2024-03",
+        "2024-Q1",
+        "2024",
+        "FY2024-Q4",  # January to March, of the fiscal year ending in March 2024
+        "L3M-2024-02",
+        "L3M-2024-03",
+        "L3M-2024-04",
+        "L3M-2024-05",
+    }
+    assert periods_begun_before(make_grains(["month"]), date(2024, 3, 16)) == {"2024-03"}

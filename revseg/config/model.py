@@ -205,6 +205,15 @@ class Config:
 
         return config_from_dict(raw)
 
+    def reach_days(self) -> int:
+        """Days a range run reads beyond its months, and an incremental run widens each
+        changed day by: copies of a transaction a full run de-duplicates
+        (quality.duplicate_reach_days) and, with refunds booked to their sale, the sales and
+        refunds naming each other (revenue.max_refund_delay_days)."""
+        revenue = self.revenue
+        refunds = revenue.max_refund_delay_days if revenue.refund_attribution == "original" else 0
+        return max(refunds, self.quality.duplicate_reach_days)
+
     def fingerprint(self) -> str:
         """A stable hash of the effective config, for the run log and idempotent writes."""
         canonical = json.dumps(to_plain(self), sort_keys=True, separators=(",", ":"))

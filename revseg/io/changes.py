@@ -204,6 +204,28 @@ def changed_keys(before: Mapping[str, str], now: Mapping[str, str]) -> set[str]:
     return {key for key in set(before) | set(now) if before.get(key) != now.get(key)}
 
 
+def first_day(days: Iterable[str]) -> date | None:
+    """The earliest dated source partition day of a state's `days`."""
+    dated = [date.fromisoformat(day) for day in days if day != UNDATED]
+    return min(dated) if dated else None
+
+
+def retired_days(before: Mapping[str, str], now: Mapping[str, str]) -> set[str]:
+    """Source partition days removed since, all earlier than every day left (retention):
+    not a change to recompute, since the periods they fed would only lose rows."""
+    first = first_day(now)
+    if first is None:
+        return set()
+    return {
+        day for day in set(before) - set(now) if day != UNDATED and date.fromisoformat(day) < first
+    }
+
+
+def changed_days(before: Mapping[str, str], now: Mapping[str, str]) -> set[str]:
+    """Source partition days added, removed or changed, less the retired ones."""
+    return changed_keys(before, now) - retired_days(before, now)
+
+
 def affected_days(
     before: InputState,
     now: InputState,
@@ -222,7 +244,7 @@ def affected_days(
     to that many days after; a copy of a transaction on x can likewise take the count from
     a copy up to that many days away (the earliest copy counts): each day widens both ways.
     """
-    changed = changed_keys(before.days, now.days) | set(extra_source_days)
+    changed = changed_days(before.days, now.days) | set(extra_source_days)
     if UNDATED in changed:
         return EveryPeriod("a source partition whose value is not a date changed")
     present = {

@@ -127,9 +127,13 @@ def ensure_properties(
                 f"mean two things in one table. Set {key} back to {found[name]!r}, or write "
                 "to a new output.path"
             )
-    missing = {name: value for name, value in wanted.items() if name not in found}
-    if missing:
-        pairs = ", ".join(f"'{name}' = '{_sql_text(value)}'" for name, value in missing.items())
+    set_properties(spark, path, {n: v for n, v in wanted.items() if n not in found})
+
+
+def set_properties(spark: SparkSession, path: str, properties: Mapping[str, str]) -> None:
+    """Set table properties (one SET TBLPROPERTIES commit, which leaves the rows as they are)."""
+    if properties:
+        pairs = ", ".join(f"'{n}' = '{_sql_text(v)}'" for n, v in properties.items())
         spark.sql(f"ALTER TABLE delta.`{path.replace('`', '``')}` SET TBLPROPERTIES ({pairs})")
 
 
@@ -261,6 +265,61 @@ def committed_version(spark: SparkSession, path: str, run_id: str) -> int:
     if not rows:
         raise TableError(f"the commit of run {run_id} is not in the history of {path}")
     return int(max(row["version"] for row in rows))
+
+
+# Commits that leave a table's rows as they were: not a change a run has to account for.
+KEEPS_ROWS = frozenset({"VACUUM START", "VACUUM END", "OPTIMIZE", "SET TBLPROPERTIES"})
+_REPLACED = re.compile(r"^`period` IN \((.*)\)$")
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a table's history: its version, operation, writer (the run id revseg
+    sets as user metadata; None for other writers) and the periods it replaced (parsed
+    back from revseg's own replaceWhere predicate; None: it may have changed any)."""
+
+    version: int
+    operation: str
+    writer: str | None
+    periods: frozenset[str] | None
+
+    @property
+    def changes_rows(self) -> bool:
+        return self.operation not in KEEPS_ROWS
+
+
+def commits_since(spark: SparkSession, path: str, version: int) -> list[Commit]:
+    """The table's commits after `version`, oldest first."""
+    limit = 16
+    while True:
+        rows = DeltaTable.forPath(spark, path).history(limit).collect()
+        if len(rows) < limit or min(int(r["version"]) for r in rows) <= version + 1:
+            break
+        limit *= 4
+    return sorted(
+        (
+            Commit(
+                int(row["version"]),
+                row["operation"],
+                row["userMetadata"],
+                _replaced_periods((row["operationParameters"] or {}).get("predicate")),
+            )
+            for row in rows
+            if int(row["version"]) > version
+        ),
+        key=lambda commit: commit.version,
+    )
+
+
+def _replaced_periods(predicate: str | None) -> frozenset[str] | None:
+    """The periods of a `period_predicate` (as Delta's history records it), else None."""
+    found = _REPLACED.match(predicate or "")
+    if found is None:
+        return None
+    labels = [part.strip() for part in found.group(1).split(",")]
+    if not all(len(p) > 2 and p[0] == p[-1] == "'" for p in labels):
+        return None
+    return frozenset(p[1:-1] for p in labels)
 
 
 def vacuum_table(

@@ -5,6 +5,7 @@ one atomic commit)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -19,10 +20,12 @@ from revseg.io.delta_tables import (
     PROPERTY_PREFIX,
     Txn,
     append_rows,
+    commits_since,
     ensure_properties,
     ensure_table,
     latest_version,
     replace_periods,
+    set_properties,
 )
 
 # The tables every run replaces periods of (the quarantine is appended to).
@@ -33,23 +36,35 @@ def table_path(output_path: str, name: str) -> str:
     return paths.join(output_path, name)
 
 
+# The earliest source day the tables' periods were computed from (table property).
+SOURCE_FIRST_DAY = PROPERTY_PREFIX + "source.first_day"
+
+
 def ensure_outputs(
     spark: SparkSession,
     output_path: str,
     groups: tuple[str, ...],
     meaning: Mapping[str, str],
-) -> None:
+    first_day: date | None = None,
+) -> date | None:
     """Create customer_segments and tier_boundaries if absent (a foreign table at their path
     stops the run before any work), each recording the settings that give its period labels
     their `meaning` (`PeriodsConfig.meaning`), and refuse tables made under other ones;
-    check the quarantine table if it exists."""
+    check the quarantine table if it exists.
+
+    `first_day`: the source's first date partition now (runs that list every partition).
+    customer_segments records the earliest one its periods were computed from; when the
+    source now starts later, the days before were removed (retention) and this returns
+    `first_day`: periods that begin before it are partial now and stay as stored."""
     recorded = {PROPERTY_PREFIX + key: value for key, value in meaning.items()}
+    first = {SOURCE_FIRST_DAY: first_day.isoformat()} if first_day is not None else {}
+    found: dict[str, dict[str, str]] = {}
     for name, schema, partitions, properties in (
         (
             contract.CUSTOMER_SEGMENTS,
             contract.CUSTOMER_SEGMENTS_SCHEMA,
             contract.CUSTOMER_SEGMENTS_PARTITIONS,
-            contract.CUSTOMER_SEGMENTS_PROPERTIES,
+            {**contract.CUSTOMER_SEGMENTS_PROPERTIES, **first},
         ),
         (
             contract.TIER_BOUNDARIES,
@@ -59,17 +74,19 @@ def ensure_outputs(
         ),
     ):
         path = table_path(output_path, name)
-        found = ensure_table(
-            spark,
-            path,
-            contract.with_groups(schema, groups),
-            partitions,
-            {**properties, **recorded},
-        )
-        ensure_properties(spark, path, found, meaning)
+        schema = contract.with_groups(schema, groups)
+        found[name] = ensure_table(spark, path, schema, partitions, {**properties, **recorded})
+        ensure_properties(spark, path, found[name], meaning)
     quarantine = table_path(output_path, contract.QUARANTINED_TRANSACTIONS)
     if DeltaTable.isDeltaTable(spark, quarantine):  # else created by the first run that needs it
         ensure_table(spark, quarantine, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
+    if first_day is None:
+        return None
+    seen = found[contract.CUSTOMER_SEGMENTS].get(SOURCE_FIRST_DAY)
+    if seen is None or first_day.isoformat() < seen:  # a first run, or older days backfilled
+        set_properties(spark, table_path(output_path, contract.CUSTOMER_SEGMENTS), first)
+        return None
+    return first_day if first_day.isoformat() > seen else None
 
 
 def current_versions(
@@ -108,8 +125,13 @@ def write_periods(
     run_id: str,
     txn: Txn | None = None,
 ) -> dict[str, int]:
-    """customer_segments, then tier_boundaries: each one atomic commit over the periods."""
+    """customer_segments, then tier_boundaries: each one atomic commit over the periods;
+    then no other run may have committed the same periods to either table since just
+    before the first of them (`check_alone`)."""
     all_periods = [p for labels in periods.values() for p in labels]
+    before = {
+        table: latest_version(spark, table_path(output_path, table)) for table in OUTPUT_TABLES
+    }
     written = set(all_periods)
     boundaries_schema = contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, groups)
     boundary_frame = spark.createDataFrame(
@@ -146,7 +168,40 @@ def write_periods(
             f"{versions[contract.CUSTOMER_SEGMENTS]}): retry the run to bring both tables "
             "in line."
         ) from None
+    check_alone(spark, output_path, before, written, run_id)
     return versions
+
+
+def check_alone(
+    spark: SparkSession,
+    output_path: str,
+    before: Mapping[str, int],
+    periods: Collection[str],
+    run_id: str,
+) -> None:
+    """Fail when another writer committed any of `periods` to customer_segments or
+    tier_boundaries after the `before` versions (taken just before this run's first commit).
+
+    Two runs of the same period whose commits interleave would each find the other's commit
+    here, so at most one of them succeeds (or both commit strictly one after the other): a
+    reader of the run log (`latest_complete`) never sees a period with segments of one run
+    and boundaries of another."""
+    clashes: dict[str, set[str]] = {}
+    for table, version in before.items():
+        for commit in commits_since(spark, table_path(output_path, table), version):
+            if commit.writer == run_id or not commit.changes_rows:
+                continue
+            touched = set(periods) if commit.periods is None else commit.periods & set(periods)
+            if touched:
+                writer = commit.writer or f"another writer ({table} version {commit.version})"
+                clashes.setdefault(writer, set()).update(touched)
+    if clashes:
+        labels = sorted(set().union(*clashes.values()))
+        raise ConcurrentWriteError(
+            f"run {', '.join(sorted(clashes))} committed for period(s) {', '.join(labels)} "
+            f"while run {run_id} wrote them; this run is not logged as succeeded, and "
+            "readers of the run log see the other run's rows. Retry the run."
+        )
 
 
 def committed_totals(

@@ -9,6 +9,7 @@ skips the commits it already made; any logged run in between changes the version
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -23,8 +24,17 @@ from revseg import contract
 from revseg.errors import TableError
 from revseg.io import paths
 from revseg.io.changes import InputState
-from revseg.io.delta_tables import Txn, append_rows, ensure_table, latest_version
+from revseg.io.delta_tables import (
+    Txn,
+    append_rows,
+    commits_since,
+    ensure_table,
+    latest_version,
+)
 from revseg.result import FAILED, SKIPPED, SUCCEEDED
+
+# The tables whose periods runs replace (the quarantine is appended to).
+PERIOD_TABLES = (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES)
 
 
 def runs_path(output_path: str) -> str:
@@ -168,10 +178,6 @@ def unchanged_since(
     return run
 
 
-# Commits that leave a table's rows as they were: not a change a run has to account for.
-_KEEPS_ROWS = frozenset({"VACUUM START", "VACUUM END", "OPTIMIZE", "SET TBLPROPERTIES"})
-
-
 def unlogged_changes(spark: SparkSession, output_path: str, tables: Sequence[str]) -> list[str]:
     """The tables whose rows changed after the last version a successful run logged for
     them: a run killed (or failed) after committing left them so, and they may hold rows
@@ -190,25 +196,45 @@ def unlogged_changes(spark: SparkSession, output_path: str, tables: Sequence[str
         since = logged.get(table, 0)  # 0: created empty (every table is, up front)
         if not DeltaTable.isDeltaTable(spark, path) or latest_version(spark, path) <= since:
             continue
-        later = DeltaTable.forPath(spark, path).history().where(F.col("version") > since)
-        if any(row["operation"] not in _KEEPS_ROWS for row in later.select("operation").collect()):
+        if any(commit.changes_rows for commit in commits_since(spark, path, since)):
             changed.append(table)
     return changed
 
 
 def latest_complete(spark: SparkSession, output_path: str, table: str) -> DataFrame:
-    """`table` as the last successful run left it: read at the version that run logged.
-
-    Commits of a later run that has not (yet) logged success stay invisible.
-    """
-    run = last_succeeded(spark, output_path)
-    if run is None:
-        raise TableError(f"no successful run is logged under {output_path}")
-    version = (run["table_versions"] or {}).get(table)
-    if version is None:
-        raise TableError(f"the last successful run ({run['run_id']}) did not write {table}")
+    """`table` as the successful runs left it, never a run that has not (yet) logged
+    success: each period of customer_segments and tier_boundaries is read at the version
+    that the last successful run writing it committed (so both tables show one run's rows
+    for a period); the quarantine table at the last successful run's version."""
     path = paths.join(output_path, table)
-    return spark.read.format("delta").option("versionAsOf", version).load(path)
+    runs = read_runs(spark, output_path).where(F.col("status") == SUCCEEDED)
+    if table not in PERIOD_TABLES:
+        run = last_succeeded(spark, output_path)
+        version = (run["table_versions"] or {}).get(table) if run is not None else None
+        if run is None or version is None:
+            raise TableError(f"no successful run under {output_path} has written {table}")
+        return spark.read.format("delta").option("versionAsOf", version).load(path)
+    latest: dict[str, int] = {}  # period -> version of its last successful write
+    for row in runs.select(
+        F.explode("periods_written").alias("period"), F.col("table_versions")[table].alias("v")
+    ).collect():
+        if row["v"] is not None and int(row["v"]) > latest.get(row["period"], -1):
+            latest[row["period"]] = int(row["v"])
+    if not latest:
+        raise TableError(f"no successful run under {output_path} has written {table}")
+    at_version: dict[int, list[str]] = {}
+    for period, version in latest.items():
+        at_version.setdefault(version, []).append(period)
+    frames = [
+        spark.read.format("delta")
+        .option("versionAsOf", version)
+        .load(path)
+        .where(F.col("period").isin(sorted(periods)))
+        for version, periods in sorted(at_version.items())
+    ]
+    return functools.reduce(
+        lambda a, b: a.unionByName(b, allowMissingColumns=True), frames[1:], frames[0]
+    )
 
 
 def now_utc() -> datetime:

@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-from revseg.io.changes import UNDATED, EveryPeriod, InputState, affected_days
+from revseg.io.changes import (
+    UNDATED,
+    EveryPeriod,
+    InputState,
+    affected_days,
+    changed_days,
+    retired_days,
+)
 
 
 def state(
@@ -50,3 +57,15 @@ def test_affected_days_from_partitions_rates_and_as_of() -> None:
 
 def _days(month: int, first: int, last: int) -> set[date]:
     return {date(2024, month, d) for d in range(first, last + 1)}
+
+
+def test_days_removed_before_every_day_left_are_retired_not_changed() -> None:
+    before = state({"2024-01-01": "a", "2024-01-02": "b", "2024-01-03": "c", "2024-01-09": "d"})
+    # retention took the first two days; a deletion in the middle is still a change
+    now = state({"2024-01-03": "c"})
+    assert retired_days(before.days, now.days) == {"2024-01-01", "2024-01-02"}
+    assert changed_days(before.days, now.days) == {"2024-01-09"}
+    assert affected_days(before, now, 0, 0) == _days(1, 8, 10)
+    only_retired = state({"2024-01-03": "c", "2024-01-09": "d"})
+    assert affected_days(before, only_retired, 0, 0) == set()
+    assert retired_days(before.days, state({}).days) == set()  # nothing left: no first day
