@@ -8,17 +8,17 @@ Spark here: each rule is tested without a session.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from revseg.errors import RunError
-from revseg.periods import periods_begun_before
+from revseg.months import Month
 from revseg.reasons import DUPLICATE, MISSING_FX_RATE, ROW_REASONS, STALE_FX_RATE
 from revseg.result import Boundary, RunCounts
 
 if TYPE_CHECKING:
-    from revseg.periods import Grain, Month, RollingGrain
+    from revseg.periods import Grain, RollingGrain
 
 
 def check_fx_coverage(counts: RunCounts, reporting_currency: str) -> None:
@@ -151,14 +151,28 @@ def without_windows(
     return kept
 
 
+def periods_begun_before(grains: Sequence[Grain], first_day: date | None) -> set[str]:
+    """The labels of the periods that may hold rows of source partition days before
+    `first_day` and of days from it on (a partition day holds rows of the day before and
+    after in periods.timezone): with the days before removed, these are partial."""
+    spill = timedelta(days=1)
+    labels: set[str] = set()
+    if first_day is None:
+        return labels
+    for grain in grains:
+        for day in (first_day - spill, first_day + spill):
+            for key in grain.keys_of(Month.of_date(day)):
+                if grain.first_day(key) <= first_day and grain.last_day(key) >= first_day - spill:
+                    labels.add(grain.label(key))
+    return labels
+
+
 def hold_partial(
     periods: Mapping[str, tuple[str, ...]], grains: Sequence[Grain], horizon: date | None
 ) -> tuple[dict[str, tuple[str, ...]], set[str]]:
-    """The periods to write less those that begin before `horizon`, the source's first day
-    since earlier days were removed (`ensure_outputs`): their stored rows were computed
-    from every day, a rewrite would count only what is left. Also: the held labels."""
-    if horizon is None:
-        return dict(periods), set()
+    """The periods to write less those begun before `horizon`, the source's first day since
+    earlier days were removed (`ensure_outputs`): their stored rows were computed from every
+    day, a rewrite would count only what is left. Also: the held labels."""
     partial = periods_begun_before(grains, horizon)
     kept = {g: tuple(p for p in labels if p not in partial) for g, labels in periods.items()}
     return kept, {p for labels in periods.values() for p in labels if p in partial}

@@ -7,7 +7,6 @@ integer arithmetic on it and the driver (which plans what to read and replace) a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -15,59 +14,11 @@ from datetime import date, timedelta
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from revseg.months import Month as Month  # re-exported: grains and plans speak of months
 from revseg.names import SUPPORTED_GRAINS
 
-_MONTH_TEXT = re.compile(r"^(\d{4})-(\d{2})$")  # years 1000-9000
 _MICROS_PER_DAY = 86_400_000_000
 EPOCH = date(1970, 1, 1)
-
-
-@dataclass(frozen=True, order=True)
-class Month:
-    """A calendar month, as an index that orders and subtracts like an integer."""
-
-    index: int
-
-    @classmethod
-    def of(cls, year: int, month: int) -> Month:
-        return cls(year * 12 + month - 1)
-
-    @classmethod
-    def parse(cls, text: str) -> Month:
-        """Parse `YYYY-MM`; raises ValueError with the expected form."""
-        match = _MONTH_TEXT.match(text.strip())
-        if (
-            not match
-            or not 1 <= int(match.group(2)) <= 12
-            or not 1000 <= int(match.group(1)) <= 9000
-        ):
-            raise ValueError(f"{text!r} is not a month in the form YYYY-MM, e.g. 2024-03")
-        return cls.of(int(match.group(1)), int(match.group(2)))
-
-    @classmethod
-    def of_date(cls, day: date) -> Month:
-        return cls.of(day.year, day.month)
-
-    @property
-    def year(self) -> int:
-        return self.index // 12
-
-    @property
-    def month(self) -> int:
-        return self.index % 12 + 1
-
-    def first_day(self) -> date:
-        return date(self.year, self.month, 1)
-
-    def last_day(self) -> date:
-        following = self + 1
-        return date.fromordinal(following.first_day().toordinal() - 1)
-
-    def __add__(self, months: int) -> Month:
-        return Month(self.index + months)
-
-    def __str__(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
 
 
 def _year_col(month_index: Column) -> Column:
@@ -385,20 +336,6 @@ def plan_changed_days(grains: Sequence[Grain], days: Iterable[date]) -> PeriodPl
         else:
             keys[grain.name] = {k for month in months for k in grain.keys_of(month)}
     return plan_for_keys(grains, keys)
-
-
-def periods_begun_before(grains: Sequence[Grain], first_day: date) -> set[str]:
-    """The labels of the periods that may hold rows of source partition days before
-    `first_day` and of days from it on (a partition day holds rows of the day before and
-    after in periods.timezone): with the days before removed, these are partial."""
-    spill = timedelta(days=1)
-    labels: set[str] = set()
-    for grain in grains:
-        for month in {Month.of_date(first_day - spill), Month.of_date(first_day + spill)}:
-            for key in grain.keys_of(month):
-                if grain.first_day(key) <= first_day and grain.last_day(key) >= first_day - spill:
-                    labels.add(grain.label(key))
-    return labels
 
 
 def months_between(first: Month, last: Month) -> Iterable[Month]:

@@ -36,7 +36,7 @@ from revseg.io.source import explain_read_failure, prune_to_plan
 from revseg.periods import Month, PeriodPlan, RollingGrain, describe, make_grains, plan_periods
 from revseg.result import SKIPPED, SUCCEEDED, RunCounts, RunResult
 from revseg.run_log import RunLog
-from revseg.segmentation import boundary_order
+from revseg.segmentation import in_boundary_order
 
 if TYPE_CHECKING:
     from revseg.periods import Grain
@@ -218,11 +218,8 @@ def _compute_and_write(
         run_id=log.run_id,
         output_path=config.output.path,
         periods=periods,
-        boundaries=tuple(
-            sorted(
-                computed.boundaries,
-                key=boundary_order(config.periods.grains, [lv.name for lv in config.tiers.levels]),
-            )
+        boundaries=in_boundary_order(
+            computed.boundaries, config.periods.grains, [lv.name for lv in config.tiers.levels]
         ),
         counts=counts,
         table_versions=versions,

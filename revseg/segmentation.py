@@ -7,7 +7,7 @@ made on the driver and joined back by broadcast with the cut points.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -106,10 +106,10 @@ def boundary_rows(
     return [row.asDict() for row in frame.collect()]
 
 
-def boundary_order(
-    grains: Sequence[str], levels: Sequence[str]
-) -> Callable[[Mapping[str, Any]], tuple[int, str, int]]:
-    """Sort key of boundary rows: by grain as configured, period, then tier, highest first."""
+def in_boundary_order(
+    rows: Iterable[Mapping[str, Any]], grains: Sequence[str], levels: Sequence[str]
+) -> tuple[Mapping[str, Any], ...]:
+    """Boundary rows by grain as configured, period, then tier, highest first."""
     grain_rank = {name: i for i, name in enumerate(grains)}
     segment_rank = {name: i for i, name in enumerate(levels)}
 
@@ -120,7 +120,7 @@ def boundary_order(
             segment_rank.get(row["segment"], len(segment_rank)),
         )
 
-    return key
+    return tuple(sorted(rows, key=key))
 
 
 def segments_output(segmented: DataFrame, groups: Sequence[str], timezone: str) -> DataFrame:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from revseg.checks import incomplete_windows
+from revseg.checks import incomplete_windows, periods_begun_before
 from revseg.periods import (
     GRAINS,
     SUPPORTED_GRAINS,
@@ -21,7 +21,6 @@ from revseg.periods import (
     monday_of,
     month_index,
     period_keys,
-    periods_begun_before,
     plan_periods,
     week_key,
 )
