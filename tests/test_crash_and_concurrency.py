@@ -174,9 +174,11 @@ def outcome(future: Future[Any]) -> str:
 def test_concurrent_runs_commit_apart_and_never_mix(
     spark: SparkSession, lake: str, tmp_path: Path
 ) -> None:
-    """Three runs at once: January, and February twice with different tiers. January is
-    disjoint from both and must commit; the two February runs either commit one after the
-    other or the later one is told to retry, and no table holds rows of both."""
+    """Four runs at once: January, February twice with different tiers, and February again
+    as the first February run (the very same work: same run id and Delta txn ids). January
+    is disjoint from the others and must commit; the February runs either commit one after
+    the other or are told to retry, and no table holds rows of two tiers' runs or a row
+    twice."""
     out = tmp_path / "out"
     run_segmentation(spark, config(lake, out))  # the tables exist, as on any later night
     january, february = (Month.parse("2024-01"),) * 2, (Month.parse("2024-02"),) * 2
@@ -184,9 +186,10 @@ def test_concurrent_runs_commit_apart_and_never_mix(
         "january": (config(lake, out), january),
         "february": (config(lake, out), february),
         "february, two tiers": (config(lake, out, TWO_TIERS), february),
+        "february again": (config(lake, out), february),
     }
-    # One process, three threads: each run's Spark jobs and Delta commits run at once in
-    # the session's JVM, as they would from three processes, at a fraction of the start-up.
+    # One process, four threads: each run's Spark jobs and Delta commits run at once in
+    # the session's JVM, as they would from four processes, at a fraction of the start-up.
     with ThreadPoolExecutor(max_workers=len(runs)) as pool:
         futures = {
             name: pool.submit(run_segmentation, spark, cfg, *months)
@@ -194,7 +197,7 @@ def test_concurrent_runs_commit_apart_and_never_mix(
         }
         outcomes = {name: outcome(future) for name, future in futures.items()}
     assert outcomes["january"] == "succeeded"
-    results = [outcomes["february"], outcomes["february, two tiers"]]
+    results = [outcomes[name] for name in ("february", "february, two tiers", "february again")]
     for got in results:
         assert got == "succeeded" or (
             "for period(s)" in got and "2024-02" in got and "Retry" in got
