@@ -151,29 +151,31 @@ def without_windows(
     return kept
 
 
-def periods_begun_before(grains: Sequence[Grain], first_day: date | None) -> set[str]:
-    """The labels of the periods that may hold rows of source partition days before
-    `first_day` and of days from it on (a partition day holds rows of the day before and
-    after in periods.timezone): with the days before removed, these are partial."""
-    spill = timedelta(days=1)
+def periods_begun_before(
+    grains: Sequence[Grain], first_day: date | None, reach_days: int = 0
+) -> set[str]:
+    """With the source's partition days before `first_day` removed, the labels of the
+    periods that a rewrite would get wrong: those holding a day from `first_day - 1` (a
+    partition day holds rows of the day either side in periods.timezone) to `first_day +
+    reach_days` (a copy, or a refund booked to its sale, whose other row was removed)."""
     labels: set[str] = set()
     if first_day is None:
         return labels
+    low, high = first_day - timedelta(days=1), first_day + timedelta(days=reach_days)
+    months = range(Month.of_date(low).index, Month.of_date(high).index + 1)
     for grain in grains:
-        for day in (first_day - spill, first_day + spill):
-            for key in grain.keys_of(Month.of_date(day)):
-                if grain.first_day(key) <= first_day and grain.last_day(key) >= first_day - spill:
-                    labels.add(grain.label(key))
+        for key in {k for index in months for k in grain.keys_of(Month(index))}:
+            if grain.first_day(key) <= high and grain.last_day(key) >= low:
+                labels.add(grain.label(key))
     return labels
 
 
 def hold_partial(
-    periods: Mapping[str, tuple[str, ...]], grains: Sequence[Grain], horizon: date | None
+    periods: Mapping[str, tuple[str, ...]], partial: Collection[str]
 ) -> tuple[dict[str, tuple[str, ...]], set[str]]:
-    """The periods to write less those begun before `horizon`, the source's first day since
-    earlier days were removed (`ensure_outputs`): their stored rows were computed from every
-    day, a rewrite would count only what is left. Also: the held labels."""
-    partial = periods_begun_before(grains, horizon)
+    """The periods less the `partial` ones (`periods_begun_before`): their stored rows
+    were computed from every day, a rewrite would count only what is left. Also: the
+    labels held back."""
     kept = {g: tuple(p for p in labels if p not in partial) for g, labels in periods.items()}
     return kept, {p for labels in periods.values() for p in labels if p in partial}
 

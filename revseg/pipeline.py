@@ -181,6 +181,9 @@ def _compute_and_write(
         unstored: set[str] = set()
         plan = request.plan
         planned = plan.periods if plan is not None else None
+        # Periods that a retention left partial keep what is stored (checks.hold_partial).
+        partial = checks.periods_begun_before(grains, request.horizon, config.reach_days())
+        planned, held = checks.hold_partial(planned, partial) if planned else (planned, set())
         if planned is not None and request.scope == "incremental":
             # A period planned only because a neighbouring day changed may have no rows,
             # now or ever: with nothing stored for it there is nothing to replace.
@@ -209,7 +212,8 @@ def _compute_and_write(
         )
         skipped = checks.incomplete_windows(windows, *span)
         periods = checks.without_windows(periods, skipped)
-        periods, held = checks.hold_partial(periods, grains, request.horizon)
+        periods, found_partial = checks.hold_partial(periods, partial)
+        held |= found_partial
         calendar = {g.name for g in grains if not g.rolling}
         checks.reconcile(counts, computed.boundaries, periods, calendar, held)
         with timer("write"):

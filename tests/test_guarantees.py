@@ -16,7 +16,7 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from revseg import contract
+from revseg import contract, pipeline
 from revseg.config import Config, load_config
 from revseg.errors import ConcurrentWriteError, RunError, TableError
 from revseg.io import delta_tables
@@ -425,6 +425,65 @@ def test_runs_whose_commits_interleave_never_both_succeed(
         assert set(names) == {"2024-01", "2024-02"}
         assert all(found <= two for found in names.values()), (table, names)
 
+    # A run of another month between the two commits does not stop the first.
+    def february_in_between(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
+        version = real_replace(frame, path, *args, **kwargs)
+        if path.endswith(contract.CUSTOMER_SEGMENTS) and len(started) == 1:
+            started.append(True)
+            run_segmentation(spark, config(lake, out, month, ONE_TIER), february, february)
+        return version
+
+    monkeypatch.setattr("revseg.io.outputs.replace_periods", february_in_between)
+    january_run = run_segmentation(spark, config(lake, out, month, ONE_TIER), january, january)
+    monkeypatch.undo()
+    assert len(started) == 2 and january_run.status == "succeeded"
+    for table in (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES):
+        names = segment_names(latest_complete(spark, str(out), table))
+        assert names == {"2024-01": {"all"}, "2024-02": {"all"}}, (table, names)
+
+
+def test_a_retry_that_finds_its_own_commit_still_sees_a_run_in_between(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run A stops after its customer_segments commit. Its retry (same run id and Delta
+    txn ids: nothing was logged since) starts, and run B of the same month runs entirely
+    before the retry writes. Delta skips the retry's customer_segments write as already
+    committed, so its own commit lies before B's: it must still see B and be told to retry."""
+    lake, out = tmp_path / "lake", tmp_path / "out"
+    two_months(spark).write.partitionBy("transaction_date").parquet(str(lake))
+    month, january = "periods.grains=[month]", Month.parse("2024-01")
+    assert run_segmentation(spark, config(lake, out, month)).status == "succeeded"
+    a, b = config(lake, out, month, ONE_TIER), config(lake, out, month, TWO_TIERS)
+    real_replace = delta_tables.replace_periods
+
+    def stopped_after_first(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
+        if path.endswith(contract.TIER_BOUNDARIES):
+            raise SystemExit("stopped")  # not an Exception: nothing is logged
+        return real_replace(frame, path, *args, **kwargs)
+
+    monkeypatch.setattr("revseg.io.outputs.replace_periods", stopped_after_first)
+    with pytest.raises(SystemExit):
+        run_segmentation(spark, a, january, january)
+    monkeypatch.undo()
+    real_write = pipeline.write_periods
+    started: list[bool] = []
+    later: list[Any] = []
+
+    def b_runs_first(*args: Any, **kwargs: Any) -> dict[str, int]:
+        if not started:  # the retry's write (B's own goes straight through)
+            started.append(True)
+            later.append(run_segmentation(spark, b, january, january))
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr("revseg.pipeline.write_periods", b_runs_first)
+    with pytest.raises(ConcurrentWriteError, match=r"for period\(s\) 2024-01 .*Retry"):
+        run_segmentation(spark, a, january, january)
+    monkeypatch.undo()
+    assert later[0].status == "succeeded"
+    for table in (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES):
+        names = segment_names(latest_complete(spark, str(out), table))
+        assert names["2024-01"] <= {"top", "rest"}, (table, names)
+
 
 def test_the_run_log_reader_shows_each_period_as_its_last_successful_run_wrote_it(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -445,8 +504,7 @@ def test_the_run_log_reader_shows_each_period_as_its_last_successful_run_wrote_i
         return real_replace(frame, path, *args, **kwargs)
 
     monkeypatch.setattr("revseg.io.outputs.replace_periods", stopped_after_first)
-    monkeypatch.setattr(RunLog, "write_failure", lambda *a: None)  # a killed run logs nothing
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit):  # not an Exception: nothing is logged
         run_segmentation(spark, config(lake, out, month, ONE_TIER))
     monkeypatch.undo()
     february = Month.parse("2024-02")
@@ -468,9 +526,10 @@ def period_revenue(out: Path) -> dict[str, Decimal]:
 def test_days_removed_by_retention_leave_the_periods_they_fed_as_stored(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    """Retention removes the source's first partitions (January and half of February):
-    neither an incremental nor a full run rewrites February or the first quarter from what
-    is left, and both still write the later periods."""
+    """Retention removes the source's first partitions (January to Monday 12 February):
+    neither an incremental nor a full run rewrites a period that held removed days or the
+    days next to them, a change on the first day left plans no period of removed days
+    only, and later periods are still written."""
     lake, out = tmp_path / "lake", tmp_path / "out"
     start = date(2024, 1, 1)
     days = [date.fromordinal(start.toordinal() + i) for i in range(121)]  # to 2024-04-30
@@ -479,25 +538,39 @@ def test_days_removed_by_retention_leave_the_periods_they_fed_as_stored(
         for i, d in enumerate(days)
     ]
     sales(spark, rows).write.partitionBy("transaction_date").parquet(str(lake))
-    cfg = config(lake, out, "periods.grains=[month, quarter]")
+    cfg = config(lake, out, "periods.grains=[week, month, quarter]")
     assert run_segmentation(spark, cfg).status == "succeeded"
     stored = period_revenue(out)
-    for day in days[: 31 + 14]:
+    for day in days[: 31 + 12]:
         shutil.rmtree(lake / f"transaction_date={day}")
 
     unchanged = run_segmentation(spark, cfg, incremental=True)
     assert unchanged.status == "skipped" and "were removed" in (unchanged.note or "")
+    # A late row on the first day left (Tuesday 13 February): its periods are partial now,
+    # and the week before (reached through a copy a day away) holds removed days only.
+    first = sales(spark, [("D-late", "c2", datetime(2024, 2, 13, 15), Decimal("5.00"))])
+    first.write.mode("append").partitionBy("transaction_date").parquet(str(lake))
+    held = run_segmentation(spark, cfg, incremental=True)
+    assert held.status == "succeeded", held.note
+    assert held.written_periods() == []
+    assert "kept 2024-02, 2024-Q1, 2024-W07 as stored" in (held.note or "")
     may = sales(spark, [("D-may", "c1", datetime(2024, 5, 2, 12), Decimal("7.00"))])
     may.write.mode("append").partitionBy("transaction_date").parquet(str(lake))
     late = run_segmentation(spark, cfg, incremental=True)
     assert late.status == "succeeded", late.note
     # the new day's periods, and April: a copy of a May transaction may lie a day before
-    assert sorted(late.written_periods()) == ["2024-04", "2024-05", "2024-Q2"]
+    assert calendar(late.written_periods()) == ["2024-04", "2024-05", "2024-Q2"]
     full = run_segmentation(spark, cfg)
     assert full.status == "succeeded"
-    assert "kept 2024-02, 2024-Q1 as stored" in (full.note or "")
-    assert sorted(full.written_periods()) == ["2024-03", "2024-04", "2024-05", "2024-Q2"]
+    assert "kept 2024-02, 2024-Q1, 2024-W07 as stored" in (full.note or "")
+    assert calendar(full.written_periods()) == ["2024-03", "2024-04", "2024-05", "2024-Q2"]
+    assert "2024-W08" in full.written_periods()
     now = period_revenue(out)
-    for period in ("2024-01", "2024-02", "2024-03", "2024-04", "2024-Q1"):
+    for period in ("2024-01", "2024-02", "2024-03", "2024-04", "2024-Q1", "2024-W06", "2024-W07"):
         assert now[period] == stored[period], period
     assert now["2024-Q2"] == stored["2024-Q2"] + Decimal("7.00")
+
+
+def calendar(periods: list[str]) -> list[str]:
+    """The month and quarter labels, without the weeks."""
+    return sorted(p for p in periods if "W" not in p)

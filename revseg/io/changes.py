@@ -244,11 +244,14 @@ def affected_days(
     to that many days after; a copy of a transaction on x can likewise take the count from
     a copy up to that many days away (the earliest copy counts): each day widens both ways.
     """
-    changed = changed_days(before.days, now.days) | set(extra_source_days)
+    retired = retired_days(before.days, now.days)  # their rows are gone, not changed
+    changed = changed_days(before.days, now.days) | (set(extra_source_days) - retired)
     if UNDATED in changed:
         return EveryPeriod("a source partition whose value is not a date changed")
     present = {
-        date.fromisoformat(day) for day in set(before.days) | set(now.days) if day != UNDATED
+        date.fromisoformat(day)
+        for day in (set(before.days) | set(now.days)) - retired
+        if day != UNDATED
     }
     days: set[date] = set()
     for text in changed:
@@ -266,7 +269,8 @@ def affected_days(
     if reach_days and days:
         reach = timedelta(days=reach_days)
         days = {d for day in days for d in _span(day - reach, day + reach)} & _near(present)
-    return days
+    first = first_day(now.days) if retired else None
+    return days if first is None else {d for d in days if d >= first - timedelta(days=1)}
 
 
 def _span(first: date, last: date) -> set[date]:

@@ -289,14 +289,17 @@ class Commit:
 
 
 def commits_since(spark: SparkSession, path: str, version: int) -> list[Commit]:
-    """The table's commits after `version`, oldest first."""
+    """The table's commits after `version`, oldest first. Where the log no longer reaches
+    back that far (log clean-up), an unknown commit stands first for those removed."""
     limit = 16
     while True:
         rows = DeltaTable.forPath(spark, path).history(limit).collect()
         if len(rows) < limit or min(int(r["version"]) for r in rows) <= version + 1:
             break
         limit *= 4
-    return sorted(
+    oldest = min((int(r["version"]) for r in rows), default=version + 1)
+    unknown = [Commit(version + 1, "UNKNOWN", None, None)] if oldest > version + 1 else []
+    return unknown + sorted(
         (
             Commit(
                 int(row["version"]),
@@ -317,7 +320,9 @@ def _replaced_periods(predicate: str | None) -> frozenset[str] | None:
     if found is None:
         return None
     labels = [part.strip() for part in found.group(1).split(",")]
-    if not all(len(p) > 2 and p[0] == p[-1] == "'" for p in labels):
+    if not all(
+        len(p) > 2 and p[0] == p[-1] == "'" and _PERIOD_VALUE.match(p[1:-1]) for p in labels
+    ):
         return None
     return frozenset(p[1:-1] for p in labels)
 

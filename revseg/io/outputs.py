@@ -168,7 +168,10 @@ def write_periods(
             f"{versions[contract.CUSTOMER_SEGMENTS]}): retry the run to bring both tables "
             "in line."
         ) from None
-    check_alone(spark, output_path, before, written, run_id)
+    # A retry whose commit Delta skipped (same txn ids) found the earlier attempt's: the
+    # window starts there, so another run's commit in between is seen too.
+    since = {table: min(before[table], versions[table] - 1) for table in OUTPUT_TABLES}
+    check_alone(spark, output_path, since, written, run_id)
     return versions
 
 
@@ -180,7 +183,8 @@ def check_alone(
     run_id: str,
 ) -> None:
     """Fail when another writer committed any of `periods` to customer_segments or
-    tier_boundaries after the `before` versions (taken just before this run's first commit).
+    tier_boundaries after the `before` versions (just before this run's first commit, or
+    its earlier attempt's).
 
     Two runs of the same period whose commits interleave would each find the other's commit
     here, so at most one of them succeeds (or both commit strictly one after the other): a

@@ -203,28 +203,48 @@ def unlogged_changes(spark: SparkSession, output_path: str, tables: Sequence[str
 
 def latest_complete(spark: SparkSession, output_path: str, table: str) -> DataFrame:
     """`table` as the successful runs left it, never a run that has not (yet) logged
-    success: each period of customer_segments and tier_boundaries is read at the version
-    that the last successful run writing it committed (so both tables show one run's rows
-    for a period); the quarantine table at the last successful run's version."""
+    success. Each period of customer_segments and tier_boundaries is read as the successful
+    run with the latest customer_segments commit for it wrote it, in both tables alike;
+    where no commit has touched the period since, at the table's current version (no time
+    travel into versions the log may have cleaned up). The quarantine table: the rows of
+    successful runs."""
     path = paths.join(output_path, table)
-    runs = read_runs(spark, output_path).where(F.col("status") == SUCCEEDED)
+    succeeded = read_runs(spark, output_path).where(F.col("status") == SUCCEEDED)
     if table not in PERIOD_TABLES:
-        run = last_succeeded(spark, output_path)
-        version = (run["table_versions"] or {}).get(table) if run is not None else None
-        if run is None or version is None:
+        rows = succeeded.select("run_id", F.col("table_versions")[table].alias("v")).collect()
+        logged = [row for row in rows if row["v"] is not None]
+        if not logged:
             raise TableError(f"no successful run under {output_path} has written {table}")
-        return spark.read.format("delta").option("versionAsOf", version).load(path)
-    latest: dict[str, int] = {}  # period -> version of its last successful write
-    for row in runs.select(
-        F.explode("periods_written").alias("period"), F.col("table_versions")[table].alias("v")
+        return (
+            spark.read.format("delta")
+            .option("versionAsOf", max(int(row["v"]) for row in logged))
+            .load(path)
+            .where(F.col("run_id").isin(sorted({row["run_id"] for row in logged})))
+        )
+    chosen: dict[str, tuple[int, int]] = {}  # period -> (segments version, this table's)
+    for row in succeeded.select(
+        F.explode("periods_written").alias("period"),
+        F.col("table_versions")[contract.CUSTOMER_SEGMENTS].alias("segments"),
+        F.col("table_versions")[table].alias("v"),
     ).collect():
-        if row["v"] is not None and int(row["v"]) > latest.get(row["period"], -1):
-            latest[row["period"]] = int(row["v"])
-    if not latest:
+        if row["segments"] is None or row["v"] is None:
+            continue
+        if row["period"] not in chosen or int(row["segments"]) > chosen[row["period"]][0]:
+            chosen[row["period"]] = (int(row["segments"]), int(row["v"]))
+    if not chosen:
         raise TableError(f"no successful run under {output_path} has written {table}")
+    later = commits_since(spark, path, min(v for _, v in chosen.values()))
+    current = max((commit.version for commit in later), default=None)
     at_version: dict[int, list[str]] = {}
-    for period, version in latest.items():
-        at_version.setdefault(version, []).append(period)
+    for period, (_, version) in chosen.items():
+        touched = any(
+            commit.version > version
+            and commit.changes_rows
+            and (commit.periods is None or period in commit.periods)
+            for commit in later
+        )
+        read_at = version if touched or current is None else current
+        at_version.setdefault(read_at, []).append(period)
     frames = [
         spark.read.format("delta")
         .option("versionAsOf", version)
@@ -232,9 +252,7 @@ def latest_complete(spark: SparkSession, output_path: str, table: str) -> DataFr
         .where(F.col("period").isin(sorted(periods)))
         for version, periods in sorted(at_version.items())
     ]
-    return functools.reduce(
-        lambda a, b: a.unionByName(b, allowMissingColumns=True), frames[1:], frames[0]
-    )
+    return functools.reduce(DataFrame.unionByName, frames[1:], frames[0])
 
 
 def now_utc() -> datetime:

@@ -69,3 +69,10 @@ def test_days_removed_before_every_day_left_are_retired_not_changed() -> None:
     only_retired = state({"2024-01-03": "c", "2024-01-09": "d"})
     assert affected_days(before, only_retired, 0, 0) == set()
     assert retired_days(before.days, state({}).days) == set()  # nothing left: no first day
+    # Rates pruned with the source, and a deletion vector on a removed day, change nothing
+    # that is left; a change on the first day left plans no day before the one before it.
+    rated = state(before.days, {"2023-12-30": "q", "2024-01-03": "r"})
+    pruned = state(only_retired.days, {"2024-01-03": "r"})
+    assert affected_days(rated, pruned, 2, 0, {"2024-01-01"}) == set()
+    late = state({"2024-01-03": "C", "2024-01-09": "d"})
+    assert affected_days(before, late, 0, 3) == _days(1, 2, 4)

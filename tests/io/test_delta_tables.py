@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
-from revseg.io.delta_tables import session_settings
+from revseg.io.delta_tables import _replaced_periods, period_predicate, session_settings
 
 
 def test_session_settings_are_restored_and_a_refused_one_is_not_an_error(
@@ -30,3 +30,13 @@ def test_session_settings_are_restored_and_a_refused_one_is_not_an_error(
     assert spark.conf.get("spark.sql.warehouse.dir") == static
     assert "could not set spark.sql.warehouse.dir" in caplog.text
     spark.conf.unset("spark.sql.files.maxRecordsPerFile")
+
+
+def test_replaced_periods_are_read_back_from_revseg_predicates_only() -> None:
+    """The periods a commit replaced, from the predicate Delta's history records for
+    revseg's replaceWhere; any other predicate may have touched any period (None)."""
+    assert _replaced_periods(period_predicate(["2024-02", "2024-Q1"])) == {"2024-02", "2024-Q1"}
+    assert _replaced_periods(None) is None  # an append, a MERGE, a DELETE without one
+    assert _replaced_periods("`period` IN ('2024-02') OR `period` IN ('2024-01')") is None
+    assert _replaced_periods("`period` IN ('2024-02', x)") is None
+    assert _replaced_periods("customer_id = 'c1'") is None
