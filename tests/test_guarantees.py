@@ -61,6 +61,19 @@ def config(lake: Path, out: Path, *overrides: str, fmt: str = "parquet") -> Conf
     )
 
 
+def stop_after_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs stop (SystemExit, which is not an Exception: nothing is logged) after their
+    customer_segments commit, before tier_boundaries."""
+    real_replace = delta_tables.replace_periods
+
+    def stopped_after_first(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
+        if path.endswith(contract.TIER_BOUNDARIES):
+            raise SystemExit("stopped")
+        return real_replace(frame, path, *args, **kwargs)
+
+    monkeypatch.setattr("revseg.io.outputs.replace_periods", stopped_after_first)
+
+
 def year_revenue(out: Path) -> Decimal:
     rows = read_delta(out / contract.CUSTOMER_SEGMENTS)
     return sum((r["revenue"] for r in rows if r["period"] == "2024"), Decimal(0))
@@ -200,14 +213,7 @@ def test_a_commit_no_run_logged_is_not_taken_as_unchanged(
         (r["customer_id"], r["period"], r["segment"])
         for r in read_delta(out / contract.CUSTOMER_SEGMENTS)
     )
-    real_replace = delta_tables.replace_periods
-
-    def stopped_after_first(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
-        if path.endswith(contract.TIER_BOUNDARIES):
-            raise SystemExit("stopped")
-        return real_replace(frame, path, *args, **kwargs)
-
-    monkeypatch.setattr("revseg.io.outputs.replace_periods", stopped_after_first)
+    stop_after_segments(monkeypatch)
     monkeypatch.setattr(RunLog, "write_failure", lambda *a: None)  # a killed run logs nothing
     one_tier = config(lake, out, "tiers.levels=[{name: all, fraction: 1.0}]")
     with pytest.raises(SystemExit):
@@ -454,14 +460,7 @@ def test_a_retry_that_finds_its_own_commit_still_sees_a_run_in_between(
     month, january = "periods.grains=[month]", Month.parse("2024-01")
     assert run_segmentation(spark, config(lake, out, month)).status == "succeeded"
     a, b = config(lake, out, month, ONE_TIER), config(lake, out, month, TWO_TIERS)
-    real_replace = delta_tables.replace_periods
-
-    def stopped_after_first(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
-        if path.endswith(contract.TIER_BOUNDARIES):
-            raise SystemExit("stopped")  # not an Exception: nothing is logged
-        return real_replace(frame, path, *args, **kwargs)
-
-    monkeypatch.setattr("revseg.io.outputs.replace_periods", stopped_after_first)
+    stop_after_segments(monkeypatch)
     with pytest.raises(SystemExit):
         run_segmentation(spark, a, january, january)
     monkeypatch.undo()
@@ -496,14 +495,7 @@ def test_the_run_log_reader_shows_each_period_as_its_last_successful_run_wrote_i
     month = "periods.grains=[month]"
     assert run_segmentation(spark, config(lake, out, month)).status == "succeeded"
     first = {t: segment_names(latest_complete(spark, str(out), t)) for t in OUTPUT_TABLES}
-    real_replace = delta_tables.replace_periods
-
-    def stopped_after_first(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
-        if path.endswith(contract.TIER_BOUNDARIES):
-            raise SystemExit("stopped")
-        return real_replace(frame, path, *args, **kwargs)
-
-    monkeypatch.setattr("revseg.io.outputs.replace_periods", stopped_after_first)
+    stop_after_segments(monkeypatch)
     with pytest.raises(SystemExit):  # not an Exception: nothing is logged
         run_segmentation(spark, config(lake, out, month, ONE_TIER))
     monkeypatch.undo()
