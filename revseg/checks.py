@@ -136,14 +136,16 @@ def data_span(
 
 
 def without_windows(
-    periods: Mapping[str, tuple[str, ...]], skipped: Collection[str]
+    periods: Mapping[str, tuple[str, ...]],
+    skipped: Collection[str],
+    held: Collection[str] = (),
 ) -> dict[str, tuple[str, ...]]:
     """The periods to write, less the `skipped` rolling windows; refuses to write nothing
-    when there was something to write."""
+    when there was something to write (periods `held` as stored count as handled)."""
     kept = {
         grain: tuple(p for p in labels if p not in skipped) for grain, labels in periods.items()
     }
-    if any(periods.values()) and not any(kept.values()):
+    if any(periods.values()) and not any(kept.values()) and not held:
         raise RunError(
             "nothing to write: every requested rolling window lacks history in the data "
             "read (add a calendar grain, or a range whose windows are complete)"

@@ -211,9 +211,9 @@ def _compute_and_write(
             baseline.data_months if baseline is not None else None,
         )
         skipped = checks.incomplete_windows(windows, *span)
-        periods = checks.without_windows(periods, skipped)
         periods, found_partial = checks.hold_partial(periods, partial)
         held |= found_partial
+        periods = checks.without_windows(periods, skipped, held)
         calendar = {g.name for g in grains if not g.rolling}
         checks.reconcile(counts, computed.boundaries, periods, calendar, held)
         with timer("write"):

@@ -21,7 +21,7 @@ from revseg.config import Config, load_config
 from revseg.errors import ConcurrentWriteError, RunError, TableError
 from revseg.io import delta_tables
 from revseg.io.outputs import OUTPUT_TABLES
-from revseg.io.runs import latest_complete
+from revseg.io.runs import latest_complete, latest_complete_tables
 from revseg.periods import Month
 from revseg.pipeline import run_segmentation
 from revseg.run_log import RunLog
@@ -481,7 +481,7 @@ def test_a_retry_that_finds_its_own_commit_still_sees_a_run_in_between(
     assert later[0].status == "succeeded"
     for table in (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES):
         names = segment_names(latest_complete(spark, str(out), table))
-        assert names["2024-01"] <= {"top", "rest"}, (table, names)
+        assert names["2024-01"] == {"top", "rest"}, (table, names)
 
 
 def test_the_run_log_reader_shows_each_period_as_its_last_successful_run_wrote_it(
@@ -505,7 +505,43 @@ def test_the_run_log_reader_shows_each_period_as_its_last_successful_run_wrote_i
     for table in OUTPUT_TABLES:
         names = segment_names(latest_complete(spark, str(out), table))
         assert names["2024-01"] == first[table]["2024-01"], table
-        assert names["2024-02"] <= {"top", "rest"}, table
+        assert names["2024-02"] == {"top", "rest"}, table
+
+    tables = latest_complete_tables(spark, str(out))  # one version of the log for all
+    assert set(tables) == set(OUTPUT_TABLES)  # nothing was quarantined
+    for table in OUTPUT_TABLES:
+        assert segment_names(tables[table]) == segment_names(
+            latest_complete(spark, str(out), table)
+        )
+
+    # The tables keep their history for ten years. Where it was set shorter and log clean-up
+    # left only the February run's commits: customer_segments' January now holds the
+    # stopped run's rows, and nothing left says who wrote them: refused, not guessed.
+    # tier_boundaries' January is the first run's commit, the last one removed: nothing
+    # unknown came after it.
+    for table in OUTPUT_TABLES:
+        kept = DeltaTable(str(out / table)).metadata().configuration
+        assert kept["delta.logRetentionDuration"] == "interval 3650 days"
+        clean_up_log(out / table)
+    with pytest.raises(TableError, match=r"which run wrote period\(s\) 2024-01 of .*re-run"):
+        latest_complete(spark, str(out), contract.CUSTOMER_SEGMENTS)
+    names = segment_names(latest_complete(spark, str(out), contract.TIER_BOUNDARIES))
+    assert names == {"2024-01": first[contract.TIER_BOUNDARIES]["2024-01"], **TWO_TIERED}
+
+
+TWO_TIERED = {"2024-02": {"top", "rest"}}
+
+
+def clean_up_log(table: Path) -> None:
+    """What Delta's log clean-up leaves of a table's log: a checkpoint at the current
+    version, and no commit or checkpoint file before it."""
+    found = DeltaTable(str(table))
+    found.create_checkpoint()
+    current = found.version()
+    for entry in (table / "_delta_log").iterdir():
+        version = entry.name.lstrip(".").split(".")[0]
+        if version.isdigit() and int(version) < current:
+            entry.unlink()
 
 
 def period_revenue(out: Path) -> dict[str, Decimal]:
@@ -561,6 +597,22 @@ def test_days_removed_by_retention_leave_the_periods_they_fed_as_stored(
     for period in ("2024-01", "2024-02", "2024-03", "2024-04", "2024-Q1", "2024-W06", "2024-W07"):
         assert now[period] == stored[period], period
     assert now["2024-Q2"] == stored["2024-Q2"] + Decimal("7.00")
+
+    # Refunds booked to their sale reach revenue.max_refund_delay_days back: a refund in
+    # early March may name a removed February sale, so March (to 13 February + 20 days)
+    # stays as stored too.
+    refunds = (
+        "revenue.refund_attribution=original",
+        "revenue.max_refund_delay_days=20",
+    )
+    reach = run_segmentation(
+        spark, config(lake, out, "periods.grains=[week, month, quarter]", *refunds)
+    )
+    assert reach.status == "succeeded", reach.note
+    weeks = "2024-W07, 2024-W08, 2024-W09, 2024-W10"
+    assert f"kept 2024-02, 2024-03, 2024-Q1, {weeks} as stored" in (reach.note or "")
+    assert calendar(reach.written_periods()) == ["2024-04", "2024-05", "2024-Q2"]
+    assert period_revenue(out) == now
 
 
 def calendar(periods: list[str]) -> list[str]:

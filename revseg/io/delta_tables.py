@@ -23,9 +23,15 @@ from revseg.io.paths import redacting_logger
 
 logger = redacting_logger(__name__)
 
+# History (the commit log) kept for ten years, not Delta's 30 days: which run wrote each
+# period is read from it (`revseg.io.runs.latest_complete`, the concurrency check), and
+# revseg's tables take a few commits a day, each a small file.
+KEPT_HISTORY_TEXT = "interval 3650 days"
+KEPT_HISTORY = {"delta.logRetentionDuration": KEPT_HISTORY_TEXT}
 # Keep the tables readable by delta-rs, Polars and DuckDB: no deletion vectors, row
 # tracking or column mapping (Databricks turns deletion vectors on by default).
 TABLE_PROPERTIES = {
+    **KEPT_HISTORY,
     "delta.enableDeletionVectors": "false",
     "delta.enableRowTracking": "false",
     "delta.columnMapping.mode": "none",
@@ -112,11 +118,16 @@ PROPERTY_PREFIX = "revseg."
 
 
 def ensure_properties(
-    spark: SparkSession, path: str, found: Mapping[str, str], settings: Mapping[str, str]
+    spark: SparkSession,
+    path: str,
+    found: Mapping[str, str],
+    settings: Mapping[str, str],
+    defaults: Mapping[str, str] | None = None,
 ) -> None:
     """Record config `settings` (key -> value) as the table properties `revseg.<key>`, or
     refuse the table if it records other values (`found`: its properties, from
-    `ensure_table`): its rows were made under those."""
+    `ensure_table`): its rows were made under those. `defaults`: Delta properties set where
+    the table has none of its own (one commit for all that are missing)."""
     wanted = {PROPERTY_PREFIX + key: value for key, value in settings.items()}
     for name, value in wanted.items():
         if name in found and found[name] != value:
@@ -127,7 +138,8 @@ def ensure_properties(
                 f"mean two things in one table. Set {key} back to {found[name]!r}, or write "
                 "to a new output.path"
             )
-    set_properties(spark, path, {n: v for n, v in wanted.items() if n not in found})
+    missing = {**(defaults or {}), **wanted}
+    set_properties(spark, path, {n: v for n, v in missing.items() if n not in found})
 
 
 def set_properties(spark: SparkSession, path: str, properties: Mapping[str, str]) -> None:
@@ -269,6 +281,8 @@ def committed_version(spark: SparkSession, path: str, run_id: str) -> int:
 
 # Commits that leave a table's rows as they were: not a change a run has to account for.
 KEEPS_ROWS = frozenset({"VACUUM START", "VACUUM END", "OPTIMIZE", "SET TBLPROPERTIES"})
+# The operation of the commits log clean-up removed from a table's history.
+UNKNOWN = "UNKNOWN"
 _REPLACED = re.compile(r"^`period` IN \((.*)\)$")
 
 
@@ -287,10 +301,19 @@ class Commit:
     def changes_rows(self) -> bool:
         return self.operation not in KEEPS_ROWS
 
+    @property
+    def unknown(self) -> bool:
+        """Stands for commits the log no longer holds (any writer, any periods)."""
+        return self.operation == UNKNOWN
+
+    def touches(self, period: str) -> bool:
+        return self.changes_rows and (self.periods is None or period in self.periods)
+
 
 def commits_since(spark: SparkSession, path: str, version: int) -> list[Commit]:
     """The table's commits after `version`, oldest first. Where the log no longer reaches
-    back that far (log clean-up), an unknown commit stands first for those removed."""
+    back that far (log clean-up), an unknown commit (`Commit.unknown`) stands first for
+    those removed, at the newest version removed."""
     limit = 16
     while True:
         rows = DeltaTable.forPath(spark, path).history(limit).collect()
@@ -298,7 +321,7 @@ def commits_since(spark: SparkSession, path: str, version: int) -> list[Commit]:
             break
         limit *= 4
     oldest = min((int(r["version"]) for r in rows), default=version + 1)
-    unknown = [Commit(version + 1, "UNKNOWN", None, None)] if oldest > version + 1 else []
+    unknown = [Commit(oldest - 1, UNKNOWN, None, None)] if oldest > version + 1 else []
     return unknown + sorted(
         (
             Commit(

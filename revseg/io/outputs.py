@@ -16,6 +16,7 @@ from revseg import contract
 from revseg.errors import ConcurrentWriteError, RunError
 from revseg.io import paths
 from revseg.io.delta_tables import (
+    KEPT_HISTORY,
     PLAIN_ENCODING,
     PROPERTY_PREFIX,
     Txn,
@@ -76,7 +77,7 @@ def ensure_outputs(
         path = table_path(output_path, name)
         schema = contract.with_groups(schema, groups)
         found[name] = ensure_table(spark, path, schema, partitions, {**properties, **recorded})
-        ensure_properties(spark, path, found[name], meaning)
+        ensure_properties(spark, path, found[name], meaning, KEPT_HISTORY)
     quarantine = table_path(output_path, contract.QUARANTINED_TRANSACTIONS)
     if DeltaTable.isDeltaTable(spark, quarantine):  # else created by the first run that needs it
         ensure_table(spark, quarantine, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
@@ -197,7 +198,12 @@ def check_alone(
                 continue
             touched = set(periods) if commit.periods is None else commit.periods & set(periods)
             if touched:
-                writer = commit.writer or f"another writer ({table} version {commit.version})"
+                writer = commit.writer or (
+                    f"unknown (commits of {table} the log no longer holds, to version "
+                    f"{commit.version})"
+                    if commit.unknown
+                    else f"another writer ({table} version {commit.version})"
+                )
                 clashes.setdefault(writer, set()).update(touched)
     if clashes:
         labels = sorted(set().union(*clashes.values()))

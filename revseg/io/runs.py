@@ -9,6 +9,7 @@ skips the commits it already made; any logged run in between changes the version
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -25,6 +26,7 @@ from revseg.errors import TableError
 from revseg.io import paths
 from revseg.io.changes import InputState
 from revseg.io.delta_tables import (
+    KEPT_HISTORY_TEXT,
     Txn,
     append_rows,
     commits_since,
@@ -80,10 +82,14 @@ def append_run(spark: SparkSession, output_path: str, row: dict[str, Any]) -> in
     return append_rows(frame.coalesce(1), runs_path(output_path), (), row["run_id"])
 
 
-def read_runs(spark: SparkSession, output_path: str) -> DataFrame:
+def read_runs(spark: SparkSession, output_path: str, version: int | None = None) -> DataFrame:
+    """The run log (at `version`, else its current one)."""
     path = runs_path(output_path)
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
     try:
-        return spark.read.format("delta").load(path)
+        return reader.load(path)
     except Exception:
         raise TableError(
             f"no run log at {path}: no revseg run has written to output.path {output_path} yet"
@@ -201,15 +207,23 @@ def unlogged_changes(spark: SparkSession, output_path: str, tables: Sequence[str
     return changed
 
 
-def latest_complete(spark: SparkSession, output_path: str, table: str) -> DataFrame:
+def latest_complete(
+    spark: SparkSession, output_path: str, table: str, log_version: int | None = None
+) -> DataFrame:
     """`table` as the successful runs left it, never a run that has not (yet) logged
-    success. Each period of customer_segments and tier_boundaries is read as the successful
-    run with the latest customer_segments commit for it wrote it, in both tables alike;
-    where no commit has touched the period since, at the table's current version (no time
-    travel into versions the log may have cleaned up). The quarantine table: the rows of
-    successful runs."""
+    success: each period of customer_segments and tier_boundaries as the successful run
+    with the latest customer_segments commit for it wrote it, in both tables alike; the
+    quarantine table as the rows of successful runs.
+
+    A period is read at the newest version that still holds that run's rows (just before
+    the next commit that replaced it, else the current one): the versions a stopped run
+    left above stay unread, and old versions the log may have cleaned up are not needed.
+    Where log clean-up has cut the history short of that run's commit (the tables keep
+    it for ten years unless set otherwise), which run's rows a period holds cannot be told:
+    refused, naming the periods. `log_version` pins the run log (`latest_complete_tables`
+    reads all three tables at one)."""
     path = paths.join(output_path, table)
-    succeeded = read_runs(spark, output_path).where(F.col("status") == SUCCEEDED)
+    succeeded = read_runs(spark, output_path, log_version).where(F.col("status") == SUCCEEDED)
     if table not in PERIOD_TABLES:
         rows = succeeded.select("run_id", F.col("table_versions")[table].alias("v")).collect()
         logged = [row for row in rows if row["v"] is not None]
@@ -221,38 +235,68 @@ def latest_complete(spark: SparkSession, output_path: str, table: str) -> DataFr
             .load(path)
             .where(F.col("run_id").isin(sorted({row["run_id"] for row in logged})))
         )
-    chosen: dict[str, tuple[int, int]] = {}  # period -> (segments version, this table's)
+    chosen = _period_runs(succeeded, table)
+    if not chosen:
+        raise TableError(f"no successful run under {output_path} has written {table}")
+    since = min(v for _, v in chosen.values())
+    later = commits_since(spark, path, since)
+    current = max((commit.version for commit in later), default=since)
+    at_version: dict[int, list[str]] = {}
+    cut_short: dict[str, str] = {}  # period -> run id, where the history does not tell
+    for period, (run_id, version) in chosen.items():
+        touch = next((c for c in later if c.version > version and c.touches(period)), None)
+        if touch is not None and touch.unknown:
+            cut_short[period] = run_id
+        else:
+            read_at = current if touch is None else touch.version - 1
+            at_version.setdefault(read_at, []).append(period)
+    if cut_short:
+        raise TableError(
+            f"cannot tell which run wrote period(s) {', '.join(sorted(cut_short))} of {path}: "
+            "log clean-up removed the history after the successful run that did "
+            f"({', '.join(sorted(set(cut_short.values())))}), so a run that stopped since may "
+            "have replaced them. revseg creates its tables with delta.logRetentionDuration "
+            f"{KEPT_HISTORY_TEXT}; where it was set shorter, re-run those periods"
+        )
+    frames = [
+        _read_at(spark, path, version).where(F.col("period").isin(sorted(periods)))
+        for version, periods in sorted(at_version.items())
+    ]
+    return functools.reduce(DataFrame.unionByName, frames[1:], frames[0])
+
+
+def latest_complete_tables(spark: SparkSession, output_path: str) -> dict[str, DataFrame]:
+    """customer_segments, tier_boundaries and the quarantine table (where a run wrote it)
+    by `latest_complete`, all three from one version of the run log: a run that logs
+    meanwhile cannot show in one table and not in another."""
+    log_version = latest_version(spark, runs_path(output_path))
+    tables = {t: latest_complete(spark, output_path, t, log_version) for t in PERIOD_TABLES}
+    with contextlib.suppress(TableError):  # else no successful run quarantined a row
+        tables[contract.QUARANTINED_TRANSACTIONS] = latest_complete(
+            spark, output_path, contract.QUARANTINED_TRANSACTIONS, log_version
+        )
+    return tables
+
+
+def _period_runs(succeeded: DataFrame, table: str) -> dict[str, tuple[str, int]]:
+    """Per period: the successful run with the latest customer_segments commit for it, and
+    the version of `table` that run committed."""
+    best: dict[str, tuple[int, str, int]] = {}
     for row in succeeded.select(
+        "run_id",
         F.explode("periods_written").alias("period"),
         F.col("table_versions")[contract.CUSTOMER_SEGMENTS].alias("segments"),
         F.col("table_versions")[table].alias("v"),
     ).collect():
         if row["segments"] is None or row["v"] is None:
             continue
-        if row["period"] not in chosen or int(row["segments"]) > chosen[row["period"]][0]:
-            chosen[row["period"]] = (int(row["segments"]), int(row["v"]))
-    if not chosen:
-        raise TableError(f"no successful run under {output_path} has written {table}")
-    later = commits_since(spark, path, min(v for _, v in chosen.values()))
-    current = max((commit.version for commit in later), default=None)
-    at_version: dict[int, list[str]] = {}
-    for period, (_, version) in chosen.items():
-        touched = any(
-            commit.version > version
-            and commit.changes_rows
-            and (commit.periods is None or period in commit.periods)
-            for commit in later
-        )
-        read_at = version if touched or current is None else current
-        at_version.setdefault(read_at, []).append(period)
-    frames = [
-        spark.read.format("delta")
-        .option("versionAsOf", version)
-        .load(path)
-        .where(F.col("period").isin(sorted(periods)))
-        for version, periods in sorted(at_version.items())
-    ]
-    return functools.reduce(DataFrame.unionByName, frames[1:], frames[0])
+        if row["period"] not in best or int(row["segments"]) > best[row["period"]][0]:
+            best[row["period"]] = (int(row["segments"]), row["run_id"], int(row["v"]))
+    return {period: (run_id, v) for period, (_, run_id, v) in best.items()}
+
+
+def _read_at(spark: SparkSession, path: str, version: int) -> DataFrame:
+    return spark.read.format("delta").option("versionAsOf", version).load(path)
 
 
 def now_utc() -> datetime:

@@ -125,9 +125,11 @@ def test_retry_after_a_crash_between_commits_finishes_without_doubling(
 def test_latest_complete_hides_a_run_that_did_not_finish(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lake = rows_lake(spark, tmp_path / "lake")
+    """Neither the segments nor the quarantined rows of a run stopped before logging."""
+    lake = rows_lake(spark, tmp_path / "lake", bad_row=True)
     out = tmp_path / "out"
-    run_segmentation(spark, config(lake, out))
+    lenient = "quality.max_quarantine_fraction=1"
+    first = run_segmentation(spark, config(lake, out, lenient))
     complete = sorted(
         tuple(r)
         for r in latest_complete(spark, str(out), contract.CUSTOMER_SEGMENTS)
@@ -142,7 +144,7 @@ def test_latest_complete_hides_a_run_that_did_not_finish(
         return real_append(frame, path, *args, **kwargs)
 
     monkeypatch.setattr("revseg.io.runs.append_rows", log_never_written)
-    other = config(lake, out, "tiers.levels=[{name: all, fraction: 1.0}]")
+    other = config(lake, out, lenient, "tiers.levels=[{name: all, fraction: 1.0}]")
     with pytest.raises(SystemExit):
         run_segmentation(spark, other)
     monkeypatch.undo()
@@ -154,6 +156,14 @@ def test_latest_complete_hides_a_run_that_did_not_finish(
         .collect()
     )
     assert still == complete  # ... a reader of the latest complete run did not
+    quarantine = contract.QUARANTINED_TRANSACTIONS
+    assert len(table_rows(out, quarantine)) == 2  # the bad row, once by each run
+    shown = latest_complete(spark, str(out), quarantine).select("transaction_id", "run_id")
+    assert [tuple(r) for r in shown.collect()] == [("t5", first.run_id)]
+
+
+def table_rows(out: Path, name: str) -> list[dict[str, Any]]:
+    return DeltaTable(str(out / name)).to_pyarrow_table().to_pylist()
 
 
 def test_runs_command_lists_the_log(
