@@ -25,6 +25,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8,<10",
+            "pytest-xdist==3.8.0",
             "chispa==0.12.0",
             "hypothesis>=6.100,<7",
             "deltalake>=1.1,<2",

@@ -108,7 +108,8 @@ def run_segmentation(
     logger.info("run %s: %s", run_id, request.requested)
     log = _run_log(config, request, run_id, key, started, len(inputs.files()))
 
-    previous = unchanged_since(spark, output, key, OUTPUT_TABLES)
+    # (Version 0 is the empty log of a first run: nothing to be the same as.)
+    previous = unchanged_since(spark, output, key, OUTPUT_TABLES) if log_version else None
     if previous is not None:
         logger.info("run %s: same work as run %s, tables unchanged", run_id, previous["run_id"])
         versions = dict(previous["table_versions"])

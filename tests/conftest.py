@@ -3,6 +3,7 @@ test modules share (built once per session; the plain helpers are in `tests/lake
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -19,13 +20,17 @@ from pyspark.sql import functions as F
 from revseg.pipeline import run_segmentation
 from revseg.sample import fx_rates, sample_transactions
 from revseg.session import build_local_session
-from tests.lakes import AS_OF, SPEC, STRICT, config_for, csv_lake, month_config, write_lake
+from tests.lakes import (
+    AS_OF,
+    SMALL_RUN_SETTINGS,
+    SPEC,
+    STRICT,
+    config_for,
+    csv_lake,
+    month_config,
+    write_lake,
+)
 
-# The suite's lakes are a few thousand rows: compiling generated code costs more than
-# running it, so the tests' own session evaluates expressions interpreted (Spark's
-# `NO_CODEGEN` test mode; a small run takes about 10 s instead of 17). The runs the tests
-# start as processes (`revseg run`, spark-submit on the test cluster) use Spark's defaults,
-# generated code included.
 TEST_SPARK_SETTINGS = {
     "spark.master": "local[2]",
     "spark.sql.shuffle.partitions": "2",
@@ -33,18 +38,27 @@ TEST_SPARK_SETTINGS = {
     "spark.ui.enabled": "false",
     "spark.driver.memory": "2g",
     "spark.sql.session.timeZone": "UTC",
-    "spark.sql.codegen.wholeStage": "false",
-    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-    "spark.databricks.delta.snapshotPartitions": "1",
-    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
-    # The throughput collector: on two cores G1's concurrent work costs a small run ~10%.
-    "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
+    **SMALL_RUN_SETTINGS,
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that start processes of their own (the standalone cluster, the killed
+    runs) go first: with two workers (`scripts/test.sh`), the short tests then fill in
+    beside them instead of one of them running alone at the end."""
+    slow = ("test_cluster.py", "test_crash_and_concurrency.py")
+    items.sort(key=lambda item: 0 if item.path.name in slow else 1)
+
+
 @pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    session = build_local_session(TEST_SPARK_SETTINGS, app_name="revseg-tests")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
+    # One session start at a time on the machine: the first resolves Delta's jars into
+    # the Ivy cache (which has no lock of its own), the others find them there.
+    lock = tmp_path_factory.getbasetemp().parent / "spark-session.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        session = build_local_session(TEST_SPARK_SETTINGS, app_name="revseg-tests")
+        fcntl.flock(held, fcntl.LOCK_UN)
     yield session
     session.stop()
 

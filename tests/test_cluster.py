@@ -1,8 +1,9 @@
 """spark-submit on a real Spark standalone cluster (a master and a worker on 127.0.0.1, the
 job's executor a process of its own, apart from the driver).
 
-The job is submitted exactly as the README shows: Delta from --packages, revseg's package
-zip through --py-files, conf/cluster.yaml with the paths overridden.
+The job is submitted as the README shows: Delta from --packages, revseg's package zip
+through --py-files, conf/cluster.yaml with the paths overridden (and the suite's settings
+for small data).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from revseg.sample import SampleSpec, sample_transactions
-from tests.lakes import write_lake
+from tests.lakes import SMALL_RUN_SETTINGS, write_lake
 
 pytestmark = pytest.mark.cluster
 
@@ -160,6 +161,8 @@ def test_spark_submit_on_standalone_cluster(
         "spark.executor.memory=1g",
         "--conf",
         "spark.sql.shuffle.partitions=4",
+        # the suite's settings for small data (interpreted expressions and the like)
+        *[arg for key, value in SMALL_RUN_SETTINGS.items() for arg in ("--conf", f"{key}={value}")],
         "--py-files",
         str(REPO / "dist" / "revseg.zip"),
         str(REPO / "jobs" / "segment_revenue.py"),

@@ -32,7 +32,7 @@ from revseg.io.delta_tables import vacuum_table
 from revseg.periods import Month
 from revseg.pipeline import run_segmentation
 from revseg.sample import SampleSpec, sample_transactions
-from tests.lakes import write_lake
+from tests.lakes import SMALL_RUN_SETTINGS, write_lake
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = SampleSpec(
@@ -48,7 +48,8 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def revseg(lake: str, out: Path, *args: str) -> list[str]:
-    """The command line of a small local run: one core, no UI, little memory."""
+    """The command line of a small local run: one core, no UI, little memory, settings
+    for small data."""
     settings = {
         "source.path": lake,
         "output.path": str(out),
@@ -59,6 +60,8 @@ def revseg(lake: str, out: Path, *args: str) -> list[str]:
         "spark.spark.sql.shuffle.partitions": "2",
         "spark.spark.ui.enabled": "false",
         "spark.spark.driver.memory": "1g",
+        # the test session's settings for small data
+        **{f"spark.{key}": value for key, value in SMALL_RUN_SETTINGS.items()},
     }
     sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
     return [sys.executable, "-m", "revseg", "run", *sets, *args]

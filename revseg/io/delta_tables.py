@@ -10,6 +10,7 @@ carries the error class DELTA_CONCURRENT_*.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -183,8 +184,9 @@ def replace_periods(
     run_id: str,
     parquet_settings: Mapping[str, str] | None = None,
     txn: Txn | None = None,
-) -> int:
-    """Replace exactly `periods` of the table with `frame`, in one commit; its version.
+) -> None:
+    """Replace exactly `periods` of the table with `frame`, in one commit (its version:
+    `committed_version`, or the writer's commit in `commits_since`).
 
     The frame is clustered by the partition columns first, so each Delta partition gets
     about one new file rather than one per task.
@@ -210,7 +212,6 @@ def replace_periods(
                 "at the same time; nothing of this run was written there. Retry the run."
             ) from None
         raise
-    return committed_version(frame.sparkSession, path, run_id)
 
 
 def append_rows(
@@ -219,9 +220,9 @@ def append_rows(
     partition_columns: Sequence[str],
     run_id: str,
     txn: Txn | None = None,
-) -> int:
-    """Append `frame` to the table in one commit; its version. Appends read nothing, so
-    concurrent appends do not conflict."""
+) -> None:
+    """Append `frame` to the table in one commit (its version: `committed_version`).
+    Appends read nothing, so concurrent appends do not conflict."""
     clustered = frame.repartition(*partition_columns) if partition_columns else frame
     (
         clustered.write.format("delta")
@@ -230,12 +231,17 @@ def append_rows(
         .options(**(txn.options() if txn else {}))
         .save(path)
     )
-    return committed_version(frame.sparkSession, path, run_id)
 
 
 def latest_version(spark: SparkSession, path: str) -> int:
     """The table's current version."""
     return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
+
+
+# Settings held by `session_settings` blocks, per (session, key): how many blocks hold it
+# and the session's own value to restore when the last one ends.
+_HELD: dict[tuple[int, str], tuple[int, str | None]] = {}
+_HELD_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -245,28 +251,47 @@ def session_settings(spark: SparkSession, settings: Mapping[str, str]) -> Iterat
     The settings only tune how files are written, never what they hold: a platform that
     refuses one (serverless, shared sessions) keeps its own, and one that refuses to
     restore it is warned about; neither fails the run (a refusal after a commit would
-    fail every retry the same way). Other work in the same session sees the settings
-    while the block runs.
+    fail every retry the same way). Blocks that overlap in one session (runs in threads)
+    share the setting: the first sets it, the last restores the session's own value. Other
+    work in the same session sees the settings while a block runs.
     """
-    previous: dict[str, str | None] = {}
-    for key, value in settings.items():
-        try:
-            old = spark.conf.get(key, None)
-            spark.conf.set(key, value)
-            previous[key] = old
-        except Exception as err:  # the platform decides which settings a job may change
-            logger.info("could not set %s for the write (%s); using the default", key, err)
+    taken: list[tuple[int, str]] = []
+    with _HELD_LOCK:
+        for key, value in settings.items():
+            held = (id(spark), key)
+            if held in _HELD:
+                count, old = _HELD[held]
+                _HELD[held] = (count + 1, old)
+                taken.append(held)
+                continue
+            try:
+                old = spark.conf.get(key, None)
+                spark.conf.set(key, value)
+            except Exception as err:  # the platform decides which settings a job may change
+                logger.info("could not set %s for the write (%s); using the default", key, err)
+                continue
+            _HELD[held] = (1, old)
+            taken.append(held)
     try:
         yield
     finally:
-        for key, old in previous.items():
-            try:
-                if old is None:
-                    spark.conf.unset(key)
-                else:
-                    spark.conf.set(key, old)
-            except Exception as err:
-                logger.warning("could not restore the session setting %s (%s)", key, err)
+        with _HELD_LOCK:
+            for held in taken:
+                count, old = _HELD.pop(held)
+                if count > 1:
+                    _HELD[held] = (count - 1, old)
+                    continue
+                _restore(spark, held[1], old)
+
+
+def _restore(spark: SparkSession, key: str, old: str | None) -> None:
+    try:
+        if old is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, old)
+    except Exception as err:
+        logger.warning("could not restore the session setting %s (%s)", key, err)
 
 
 def committed_version(spark: SparkSession, path: str, run_id: str) -> int:
@@ -310,16 +335,25 @@ class Commit:
         return self.changes_rows and (self.periods is None or period in self.periods)
 
 
-def commits_since(spark: SparkSession, path: str, version: int) -> list[Commit]:
-    """The table's commits after `version`, oldest first. Where the log no longer reaches
-    back that far (log clean-up), an unknown commit (`Commit.unknown`) stands first for
-    those removed, at the newest version removed."""
+def commits_since(
+    spark: SparkSession, path: str, version: int, writer: str | None = None
+) -> list[Commit]:
+    """The table's commits after `version`, oldest first; with `writer`, back to that
+    writer's latest commit too where it lies before (one history read for a run's own
+    commit and the others'). Where the log no longer reaches back that far (log clean-up),
+    an unknown commit (`Commit.unknown`) stands first for those removed, at the newest
+    version removed."""
     limit = 16
     while True:
         rows = DeltaTable.forPath(spark, path).history(limit).collect()
-        if len(rows) < limit or min(int(r["version"]) for r in rows) <= version + 1:
+        reached = min((int(r["version"]) for r in rows), default=0) <= version + 1
+        found = writer is None or any(r["userMetadata"] == writer for r in rows)
+        if len(rows) < limit or (reached and found):
             break
         limit *= 4
+    if writer is not None:
+        own = [int(r["version"]) for r in rows if r["userMetadata"] == writer]
+        version = min(version, max(own, default=version + 1) - 1)
     oldest = min((int(r["version"]) for r in rows), default=version + 1)
     unknown = [Commit(oldest - 1, UNKNOWN, None, None)] if oldest > version + 1 else []
     return unknown + sorted(

@@ -13,15 +13,17 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from revseg import contract
-from revseg.errors import ConcurrentWriteError, RunError
+from revseg.errors import ConcurrentWriteError, RunError, TableError
 from revseg.io import paths
 from revseg.io.delta_tables import (
     KEPT_HISTORY,
     PLAIN_ENCODING,
     PROPERTY_PREFIX,
+    Commit,
     Txn,
     append_rows,
     commits_since,
+    committed_version,
     ensure_properties,
     ensure_table,
     latest_version,
@@ -143,19 +145,17 @@ def write_periods(
         ],
         boundaries_schema,
     )
-    versions = {
-        contract.CUSTOMER_SEGMENTS: replace_periods(
-            segments.where(F.col("period").isin(all_periods)),
-            table_path(output_path, contract.CUSTOMER_SEGMENTS),
-            all_periods,
-            contract.CUSTOMER_SEGMENTS_PARTITIONS,
-            run_id,
-            parquet_settings=PLAIN_ENCODING,
-            txn=txn,
-        )
-    }
+    replace_periods(
+        segments.where(F.col("period").isin(all_periods)),
+        table_path(output_path, contract.CUSTOMER_SEGMENTS),
+        all_periods,
+        contract.CUSTOMER_SEGMENTS_PARTITIONS,
+        run_id,
+        parquet_settings=PLAIN_ENCODING,
+        txn=txn,
+    )
     try:
-        versions[contract.TIER_BOUNDARIES] = replace_periods(
+        replace_periods(
             boundary_frame,
             table_path(output_path, contract.TIER_BOUNDARIES),
             all_periods,
@@ -164,36 +164,46 @@ def write_periods(
             txn=txn,
         )
     except ConcurrentWriteError as err:
+        segments_path = table_path(output_path, contract.CUSTOMER_SEGMENTS)
         raise ConcurrentWriteError(
             f"{err} customer_segments was already committed (version "
-            f"{versions[contract.CUSTOMER_SEGMENTS]}): retry the run to bring both tables "
-            "in line."
+            f"{committed_version(spark, segments_path, run_id)}): retry the run to bring both "
+            "tables in line."
         ) from None
-    # A retry whose commit Delta skipped (same txn ids) found the earlier attempt's: the
+    # One history read per table: this run's commit and every other since just before it.
+    # A retry whose commit Delta skipped (same txn ids) finds the earlier attempt's: the
     # window starts there, so another run's commit in between is seen too.
-    since = {table: min(before[table], versions[table] - 1) for table in OUTPUT_TABLES}
-    check_alone(spark, output_path, since, written, run_id)
+    commits = {
+        table: commits_since(spark, table_path(output_path, table), before[table], run_id)
+        for table in OUTPUT_TABLES
+    }
+    versions = {table: own_version(commits[table], table, run_id) for table in OUTPUT_TABLES}
+    check_alone(commits, written, run_id)
     return versions
 
 
+def own_version(commits: Sequence[Commit], table: str, run_id: str) -> int:
+    """The version of the run's latest commit among `commits`."""
+    own = [commit.version for commit in commits if commit.writer == run_id]
+    if not own:
+        raise TableError(f"the commit of run {run_id} is not in the history of {table}")
+    return max(own)
+
+
 def check_alone(
-    spark: SparkSession,
-    output_path: str,
-    before: Mapping[str, int],
-    periods: Collection[str],
-    run_id: str,
+    commits: Mapping[str, Sequence[Commit]], periods: Collection[str], run_id: str
 ) -> None:
     """Fail when another writer committed any of `periods` to customer_segments or
-    tier_boundaries after the `before` versions (just before this run's first commit, or
-    its earlier attempt's).
+    tier_boundaries in the `commits` (per table: since just before this run's first
+    commit, or its earlier attempt's).
 
     Two runs of the same period whose commits interleave would each find the other's commit
     here, so at most one of them succeeds (or both commit strictly one after the other): a
     reader of the run log (`latest_complete`) never sees a period with segments of one run
     and boundaries of another."""
     clashes: dict[str, set[str]] = {}
-    for table, version in before.items():
-        for commit in commits_since(spark, table_path(output_path, table), version):
+    for table, found in commits.items():
+        for commit in found:
             if commit.writer == run_id or not commit.changes_rows:
                 continue
             touched = set(periods) if commit.periods is None else commit.periods & set(periods)
@@ -271,7 +281,8 @@ def append_quarantine(
     path = table_path(output_path, contract.QUARANTINED_TRANSACTIONS)
     ensure_table(spark, path, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
     before = latest_version(spark, path)
-    version = append_rows(records, path, contract.QUARANTINE_PARTITIONS, run_id, txn)
+    append_rows(records, path, contract.QUARANTINE_PARTITIONS, run_id, txn)
+    version = committed_version(spark, path, run_id)
     if version <= before:
         # A retry: Delta skipped the append (same txn ids) and the commit found is the
         # crashed attempt's. The frame never ran, so there is no observation to wait for.

@@ -74,12 +74,12 @@ def write_ids(key: str, log_version: int) -> tuple[str, Txn]:
     return run_id, Txn(app_id=f"revseg-{key[:32]}", version=log_version + 1)
 
 
-def append_run(spark: SparkSession, output_path: str, row: dict[str, Any]) -> int:
-    """Log one run (a dict with the `runs` columns); the log's version after it."""
+def append_run(spark: SparkSession, output_path: str, row: dict[str, Any]) -> None:
+    """Log one run (a dict with the `runs` columns)."""
     frame = spark.createDataFrame(
         [tuple(row.get(f.name) for f in contract.RUNS_SCHEMA.fields)], contract.RUNS_SCHEMA
     )
-    return append_rows(frame.coalesce(1), runs_path(output_path), (), row["run_id"])
+    append_rows(frame.coalesce(1), runs_path(output_path), (), row["run_id"])
 
 
 def read_runs(spark: SparkSession, output_path: str, version: int | None = None) -> DataFrame:
