@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from revseg import __version__
 from revseg.contract import ALL_TABLES
-from revseg.errors import ConfigError, RevsegError
+from revseg.errors import ConcurrentWriteError, ConfigError, RevsegError
 from revseg.io.paths import RedactingFilter, redact
 
 logger = logging.getLogger("revseg")
@@ -25,6 +25,8 @@ logger = logging.getLogger("revseg")
 DEFAULT_CONFIG = Path("conf/local.yaml")
 EXIT_ERROR = 2
 EXIT_UNEXPECTED = 1
+# A concurrent write: safe to retry as is (sysexits' EX_TEMPFAIL), unlike a bad config.
+EXIT_RETRY = 75
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(args)
         if args.command == "vacuum":
             return _vacuum(args)
+    except ConcurrentWriteError as err:
+        print(f"revseg: error: {redact(str(err))}", file=sys.stderr)
+        return EXIT_RETRY
     except RevsegError as err:
         print(f"revseg: error: {redact(str(err))}", file=sys.stderr)
         return EXIT_ERROR

@@ -6,12 +6,14 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from revseg.cli import main
+from revseg.errors import ConcurrentWriteError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,3 +146,39 @@ def test_python_dash_m_and_help() -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == "revseg: error: config file /no/such.yaml does not exist"
+
+
+def test_a_concurrent_write_exits_75_so_a_scheduler_can_retry_it(
+    small_lake: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another run commits the same periods at the same moment (Delta's conflict, as the
+    writer reports it): not a bad config (2) but work to retry as it is (75)."""
+
+    def conflict(*args: Any, **kwargs: Any) -> None:
+        raise ConcurrentWriteError(
+            "another run committed to customer_segments for period(s) 2024 at the same "
+            "time; nothing of this run was written there. Retry the run."
+        )
+
+    monkeypatch.setattr("revseg.io.outputs.replace_periods", conflict)
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            "--set",
+            f"source.path={small_lake}",
+            "--set",
+            f"output.path={out}",
+            "--set",
+            f"revenue.fx_rates.path={small_lake.parent / 'fx_rates'}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 75, err
+    error_lines = [line for line in err.splitlines() if line.startswith("revseg: error:")]
+    assert len(error_lines) == 1 and "Retry the run" in error_lines[0], err
+    (run,) = DeltaTable(str(out / "runs")).to_pyarrow_table().to_pylist()
+    assert run["status"] == "failed" and "ConcurrentWriteError" in run["error"]
