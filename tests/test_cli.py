@@ -59,22 +59,9 @@ def test_run_prints_summary_and_writes_tables(
 ) -> None:
     caplog.set_level(logging.INFO, logger="revseg")
     out = tmp_path / "out"
+    local = str(REPO / "conf" / "local.yaml")
     code = main(
-        [
-            "run",
-            "--config",
-            str(REPO / "conf" / "local.yaml"),
-            "--set",
-            f"source.path={small_lake}",
-            "--set",
-            f"output.path={out}",
-            "--set",
-            f"revenue.fx_rates.path={small_lake.parent / 'fx_rates'}",
-            "--from",
-            "2024-02",
-            "--to",
-            "2024-03",
-        ]
+        [*sample_run(small_lake, out), "--config", local, "--from", "2024-02", "--to", "2024-03"]
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -165,20 +152,23 @@ def test_a_concurrent_write_exits_75_so_a_scheduler_can_retry_it(
 
     monkeypatch.setattr("revseg.io.outputs.replace_periods", conflict)
     out = tmp_path / "out"
-    code = main(
-        [
-            "run",
-            "--set",
-            f"source.path={small_lake}",
-            "--set",
-            f"output.path={out}",
-            "--set",
-            f"revenue.fx_rates.path={small_lake.parent / 'fx_rates'}",
-        ]
-    )
+    code = main(sample_run(small_lake, out))
     err = capsys.readouterr().err
     assert code == 75, err
     error_lines = [line for line in err.splitlines() if line.startswith("revseg: error:")]
     assert len(error_lines) == 1 and "Retry the run" in error_lines[0], err
     (run,) = DeltaTable(str(out / "runs")).to_pyarrow_table().to_pylist()
     assert run["status"] == "failed" and "ConcurrentWriteError" in run["error"]
+
+
+def sample_run(lake: Path, out: Path) -> list[str]:
+    """`revseg run` over the small sample lake and its FX table, into `out`."""
+    return [
+        "run",
+        "--set",
+        f"source.path={lake}",
+        "--set",
+        f"output.path={out}",
+        "--set",
+        f"revenue.fx_rates.path={lake.parent / 'fx_rates'}",
+    ]

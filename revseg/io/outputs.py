@@ -204,9 +204,9 @@ def check_alone(
     clashes: dict[str, set[str]] = {}
     for table, found in commits.items():
         for commit in found:
-            if commit.writer == run_id or not commit.changes_rows:
+            if commit.writer == run_id:
                 continue
-            touched = set(periods) if commit.periods is None else commit.periods & set(periods)
+            touched = {period for period in periods if commit.touches(period)}
             if touched:
                 writer = commit.writer or (
                     f"unknown (commits of {table} the log no longer holds, to version "

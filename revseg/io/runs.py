@@ -229,11 +229,8 @@ def latest_complete(
         logged = [row for row in rows if row["v"] is not None]
         if not logged:
             raise TableError(f"no successful run under {output_path} has written {table}")
-        return (
-            spark.read.format("delta")
-            .option("versionAsOf", max(int(row["v"]) for row in logged))
-            .load(path)
-            .where(F.col("run_id").isin(sorted({row["run_id"] for row in logged})))
+        return _read_at(spark, path, max(int(row["v"]) for row in logged)).where(
+            F.col("run_id").isin(sorted({row["run_id"] for row in logged}))
         )
     chosen = _period_runs(succeeded, table)
     if not chosen:
