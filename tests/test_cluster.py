@@ -25,7 +25,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from revseg.sample import SampleSpec, sample_transactions
-from tests.lakes import SMALL_RUN_SETTINGS, write_lake
+from tests.lakes import JVM_OPTIONS, SMALL_RUN_SETTINGS, write_lake
 
 pytestmark = pytest.mark.cluster
 
@@ -48,6 +48,7 @@ def spark_env() -> dict[str, str]:
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
         SPARK_NO_DAEMONIZE="1",
+        SPARK_DAEMON_JAVA_OPTS=JVM_OPTIONS,  # the master and the worker
     )
     env.pop("PYSPARK_GATEWAY_PORT", None)
     env.pop("PYSPARK_GATEWAY_SECRET", None)
