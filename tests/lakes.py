@@ -18,25 +18,25 @@ from revseg.sample import SampleSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-# The suite's lakes are a few thousand rows: compiling generated code costs more than
-# running it, so the tests' sessions, the `revseg run` processes of the crash test and the
-# job on the test cluster evaluate expressions interpreted (Spark's `NO_CODEGEN` test mode;
-# a small run takes about 10 s instead of 17).
+# The JVMs of a test live for short runs of many code paths: the JIT compiler's C2 tier
+# spent a third of their CPU compiling code that then ran a few times. Here methods reach C2
+# only when 20x hotter (C1 code until then): the same wall time, a fifth less CPU for a
+# session of 12 small runs (113 s against 141 s), which the suite's two workers share. The
+# throughput collector: on two cores G1's concurrent work costs a small run ~10%.
 JVM_OPTIONS = (
     "-XX:+UseParallelGC -XX:Tier4InvocationThreshold=200000 "
     "-XX:Tier4CompileThreshold=250000 -XX:Tier4BackEdgeThreshold=2000000"
 )
+
+# The suite's lakes are a few thousand rows: compiling generated code costs more than
+# running it, so the tests' sessions, the `revseg run` processes of the crash test and the
+# job on the test cluster evaluate expressions interpreted (Spark's `NO_CODEGEN` test mode;
+# a small run takes about 10 s instead of 17).
 SMALL_RUN_SETTINGS = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.databricks.delta.snapshotPartitions": "1",
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
-    # The JVMs of a test live for short runs of many code paths: the JIT compiler's C2
-    # tier spent a third of their CPU compiling code that then ran a few times. Methods
-    # reach C2 only when hot 20x longer (C1 code until then): the same wall time, a fifth
-    # less CPU for a session of 12 small runs (113 s against 141 s), which the two workers
-    # of the suite share. The throughput collector: on two cores G1's concurrent work costs
-    # a small run ~10%.
     "spark.driver.extraJavaOptions": JVM_OPTIONS,
     "spark.executor.extraJavaOptions": JVM_OPTIONS,
     # Small runs are many short jobs: adaptive execution re-plans each shuffle stage as a
