@@ -5,6 +5,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 VERSION = "0.1.0"
+LOCAL_SPARK = ["pyspark==4.1.1", "delta-spark==4.3.1"]
 
 setup(
     name="revseg",
@@ -15,15 +16,18 @@ setup(
     packages=find_packages(include=["revseg", "revseg.*"]),
     package_data={"revseg": ["py.typed"]},
     python_requires=">=3.10",
-    install_requires=[
+    # What revseg needs on top of any Spark: a platform's own Spark (Databricks, a cluster's
+    # install) is left alone. `revseg[local]` adds the Spark and Delta tested together.
+    install_requires=["pyyaml>=6.0,<7"],
+    extras_require={
         # Tested together: delta-spark 4.3.1 allows pyspark up to 4.1.1 and
         # resolves io.delta:delta-spark_4.1_2.13:4.3.1 on the JVM side.
-        "pyspark==4.1.1",
-        "delta-spark==4.3.1",
-        "pyyaml>=6.0,<7",
-    ],
-    extras_require={
+        "local": LOCAL_SPARK,
+        # A Spark Connect client (the tests run the job through a local Connect server).
+        "connect": ["pyspark[connect]==4.1.1"],
         "test": [
+            *LOCAL_SPARK,
+            "pyspark[connect]==4.1.1",
             "pytest>=8,<10",
             "pytest-xdist==3.8.0",
             "chispa==0.12.0",
@@ -32,7 +36,8 @@ setup(
             "duckdb>=1.3,<3",
             "pyarrow>=18",
         ],
-        "bench": ["duckdb>=1.3,<3", "deltalake>=1.1,<2", "pyarrow>=18"],
+        "bench": [*LOCAL_SPARK, "duckdb>=1.3,<3", "deltalake>=1.1,<2", "pyarrow>=18"],
+        "docs": ["mkdocs==1.6.1", "mkdocs-material==9.8.1", "mkdocstrings-python==2.0.11"],
         "dev": ["ruff==0.17.6", "mypy==2.4.1"],
     },
     entry_points={"console_scripts": ["revseg=revseg.cli:entry_point"]},

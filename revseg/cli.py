@@ -224,27 +224,30 @@ def _run(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace) -> int:
     from revseg.io.runs import recent_runs
+    from revseg.io.table_ref import Outputs
     from revseg.session import get_session
     from revseg.summary import format_runs
 
     config = _load(args)
     spark = get_session(config.spark)
-    print(format_runs(recent_runs(spark, config.output.path, args.limit)))
+    print(format_runs(recent_runs(spark, Outputs.of(config.output), args.limit)))
     return 0
 
 
 def _vacuum(args: argparse.Namespace) -> int:
-    from revseg.io.delta_tables import vacuum_table
-    from revseg.io.outputs import table_path
+    from revseg.io.delta_tables import is_delta_table, vacuum_table
+    from revseg.io.table_ref import Outputs
     from revseg.session import get_session
 
     config = _load(args)
     spark = get_session(config.spark)
     for name in ALL_TABLES:
-        path = table_path(config.output.path, name)
-        removed = vacuum_table(spark, path, args.retain_hours, force=args.force)
-        if removed is not None:
-            print(f"{path}: {removed} unused file(s) deleted")
+        table = Outputs.of(config.output).table(name)
+        if not is_delta_table(spark, table):
+            continue
+        removed = vacuum_table(spark, table, args.retain_hours, force=args.force)
+        shown = "unused files deleted" if removed is None else f"{removed} unused file(s) deleted"
+        print(f"{table}: {shown}")
     return 0
 
 

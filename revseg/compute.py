@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
+from revseg.caching import persisted, unpersisted
 from revseg.config import TiersConfig
 from revseg.customer_periods import PassOptions, PeriodRows, customer_period_rows, quarantine_rows
 from revseg.io.paths import redacting_logger
@@ -88,7 +88,7 @@ def computation(
     timer = timer or StageTimer()
     with timer("read"):
         period_rows = customer_period_rows(source, columns, options, grains, plan)
-    customer_periods = period_rows.rows.persist(StorageLevel.MEMORY_AND_DISK)
+    customer_periods = persisted(period_rows.rows, "the customer x period rows")
     try:
         with timer("aggregate and cut points"):
             cuts = period_cuts(
@@ -100,7 +100,7 @@ def computation(
                 tiers.by,
             )
         for frame in period_rows.cached:  # customer_periods is cached now
-            frame.unpersist()
+            unpersisted(frame)
         segmented = segmented_rows(customer_periods, cuts, tiers.levels, tiers.by)
         with timer("tier boundaries"):
             boundaries = boundary_rows(segmented, cuts, tiers.levels, tiers.by)
@@ -113,6 +113,6 @@ def computation(
             options,
         )
     finally:
-        customer_periods.unpersist()
+        unpersisted(customer_periods)
         for frame in period_rows.cached:
-            frame.unpersist()
+            unpersisted(frame)

@@ -16,11 +16,11 @@ from operator import or_
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from revseg import contract
+from revseg.caching import persisted
 from revseg.config import METRIC_SOURCE_COLUMNS, TransactionTypes
 from revseg.conform import conform_transactions
 from revseg.fx import convert, effective_rates
@@ -246,7 +246,7 @@ def customer_period_rows(
     cached = []
     if tops:
         # Read twice, by the month aggregates and by the top values: kept, not recomputed.
-        unique = unique.persist(StorageLevel.MEMORY_AND_DISK)
+        unique = persisted(unique, "the de-duplicated transactions")
         cached.append(unique)
     months = month_aggregates(unique, groups, measures, by_week)
     key_runs = {g.name: plan.key_runs(g) for g in grains} if plan is not None else None

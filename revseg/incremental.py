@@ -29,6 +29,7 @@ from revseg.io.changes import (
 )
 from revseg.io.paths import redacting_logger
 from revseg.io.runs import Baseline, NoBaseline, complete_baseline, unlogged_changes
+from revseg.io.table_ref import Outputs
 from revseg.periods import Grain, PeriodPlan, plan_changed_days
 
 logger = redacting_logger(__name__)
@@ -67,7 +68,7 @@ def every_period(reason: str) -> IncrementalChange:
 
 def decide_incremental(
     spark: SparkSession,
-    output_path: str,
+    outputs: Outputs,
     source: SourceConfig,
     grains: tuple[Grain, ...],
     state: InputState | None,
@@ -83,7 +84,7 @@ def decide_incremental(
             f"source.date_partition ({source.date_partition!r}) is not a date partition column "
             "of the source"
         )
-    baseline = complete_baseline(spark, output_path, config_hash, __version__)
+    baseline = complete_baseline(spark, outputs, config_hash, __version__)
     if isinstance(baseline, NoBaseline):
         return every_period(baseline.reason)
     run_id, before = baseline.run_id, baseline.state
@@ -94,15 +95,17 @@ def decide_incremental(
         found = delta_deletion_vector_days(spark, source, before.delta_version, state.delta_version)
         if found is None:
             return every_period(
-                f"the source's Delta log no longer holds the commits after version "
-                f"{before.delta_version} (read by run {run_id})"
+                "the changes of the source's Delta commits after version "
+                f"{before.delta_version} (read by run {run_id}) cannot be placed by day (the "
+                "log no longer holds them, or a catalog table without Change Data Feed has "
+                "deletion vectors)"
             )
         extra = found
     days = affected_days(before, state, fx_max_staleness_days, reach_days, extra)
     if isinstance(days, EveryPeriod):
         return every_period(f"{days.reason} after run {run_id}")
     if not days:
-        unlogged = unlogged_changes(spark, output_path, tables)
+        unlogged = unlogged_changes(spark, outputs, tables)
         if unlogged:
             return every_period(
                 f"{', '.join(unlogged)} changed after run {run_id} without a logged run (one "

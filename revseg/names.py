@@ -7,6 +7,8 @@ never imports pyspark.
 
 from __future__ import annotations
 
+import re
+
 # The canonical transaction columns: the required ones, then the optional ones.
 CANONICAL_COLUMNS: tuple[str, ...] = (
     # required
@@ -41,3 +43,21 @@ SUPPORTED_GRAINS: tuple[str, ...] = (
 )
 
 __all__ = ["CANONICAL_COLUMNS", "GROUP_COLUMNS", "SUPPORTED_GRAINS"]
+
+
+# A part of a catalog table name: what Unity Catalog allows unquoted, and hyphens (which
+# revseg quotes).
+_NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_NAME_SHAPES = {1: "name", 2: "catalog.schema", 3: "catalog.schema.table"}
+
+
+def name_parts(name: str, key: str, most: int = 3) -> list[str]:
+    """The parts of a catalog name (`catalog.schema.table`, `schema.table`, `table`), or a
+    ValueError naming the config `key` that holds it."""
+    parts = name.strip().split(".")
+    if not 1 <= len(parts) <= most or not all(_NAME_PART.match(part) for part in parts):
+        raise ValueError(
+            f"config key '{key}': {name!r} is not a name of the form {_NAME_SHAPES[most]} "
+            "(letters, digits, underscores and hyphens in each part; no quotes or spaces)"
+        )
+    return parts

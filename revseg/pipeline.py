@@ -33,6 +33,7 @@ from revseg.io.outputs import (
 from revseg.io.paths import redacting_logger
 from revseg.io.runs import ensure_runs_table, now_utc, unchanged_since, work_key, write_ids
 from revseg.io.source import explain_read_failure, prune_to_plan
+from revseg.io.table_ref import Outputs
 from revseg.periods import Month, PeriodPlan, RollingGrain, describe, make_grains, plan_periods
 from revseg.result import SKIPPED, SUCCEEDED, RunCounts, RunResult
 from revseg.run_log import RunLog
@@ -98,7 +99,7 @@ def run_segmentation(
         identity = inputs.identity(spark, config.source)
 
     # Every table up front: a foreign table at output.path stops the run before any work.
-    output = config.output.path
+    output = Outputs.of(config.output)
     log_version = ensure_runs_table(spark, output)
     starts = first_day(request.state.days) if request.state is not None else None
     horizon = ensure_outputs(spark, output, config.tiers.by, config.periods.meaning(), starts)
@@ -146,7 +147,7 @@ def _plan_request(
     if incremental:
         change = decide_incremental(
             spark,
-            config.output.path,
+            Outputs.of(config.output),
             config.source,
             grains,
             state,
@@ -189,7 +190,7 @@ def _compute_and_write(
             # A period planned only because a neighbouring day changed may have no rows,
             # now or ever: with nothing stored for it there is nothing to replace.
             empty = checks.empty_periods(planned, computed.boundaries)
-            unstored = empty - stored_periods(spark, config.output.path, empty)
+            unstored = empty - stored_periods(spark, Outputs.of(config.output), empty)
         periods = checks.periods_to_write(
             planned,
             computed.boundaries,
@@ -221,7 +222,7 @@ def _compute_and_write(
             versions = _write(spark, config, computed, counts, duplicated, periods, log, txn)
     return RunResult(
         run_id=log.run_id,
-        output_path=config.output.path,
+        outputs=Outputs.of(config.output),
         periods=periods,
         boundaries=in_boundary_order(
             computed.boundaries, config.periods.grains, [lv.name for lv in config.tiers.levels]
@@ -259,7 +260,7 @@ def _write(
 ) -> dict[str, int]:
     """Quarantine first, then the periods of customer_segments and tier_boundaries, read
     back from the committed versions to check they hold what was computed."""
-    output, excluded = config.output.path, config.quality.quarantine_excluded
+    output, excluded = Outputs.of(config.output), config.quality.quarantine_excluded
     versions = {}
     expected = counts.quarantined(excluded)
     if expected:
@@ -317,13 +318,13 @@ def _run_log(
     config: Config, request: Request, run_id: str, key: str, started: datetime, files: int
 ) -> RunLog:
     return RunLog(
-        output_path=config.output.path,
+        outputs=Outputs.of(config.output),
         run_id=run_id,
         key=key,
         requested=request.requested,
         started=started,
         config_hash=request.config_hash,
-        source_path=config.source.path,
+        source=config.source.location,
         source_format=config.source.format,
         quarantine_excluded=config.quality.quarantine_excluded,
         scope=request.scope,
@@ -339,12 +340,12 @@ def _skip_unchanged(
     change = request.change
     if change is None or change.baseline is None:
         raise ValueError("only an incremental run with a baseline is skipped as unchanged")
-    log_version = ensure_runs_table(spark, config.output.path)
+    log_version = ensure_runs_table(spark, Outputs.of(config.output))
     key = work_key(request.config_hash, request.requested, [], __version__)
     run_id, _ = write_ids(key, log_version)
     logger.info("run %s: %s", run_id, change.note)
     versions = dict(change.baseline.table_versions)
     _run_log(config, request, run_id, key, started, 0).write(spark, SKIPPED, versions=versions)
     return RunResult.skipped(
-        run_id, config.output.path, versions, change.baseline.run_id, change.note
+        run_id, Outputs.of(config.output), versions, change.baseline.run_id, change.note
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from revseg.io.paths import join
+from revseg.io.table_ref import Outputs
 from revseg.reasons import EXCLUDED_TYPE, ROW_REASONS
 
 SUCCEEDED = "succeeded"
@@ -125,7 +125,7 @@ class RunResult:
     """What a run did: for the summary, the run log, the tests and notebook users."""
 
     run_id: str
-    output_path: str
+    outputs: Outputs
     periods: Mapping[str, tuple[str, ...]]
     boundaries: tuple[Boundary, ...]
     counts: RunCounts | None
@@ -140,7 +140,7 @@ class RunResult:
     def skipped(
         cls,
         run_id: str,
-        output_path: str,
+        outputs: Outputs,
         versions: Mapping[str, int],
         same_as: str,
         note: str | None = None,
@@ -148,7 +148,7 @@ class RunResult:
         """A run that wrote nothing, because the results of run `same_as` stand."""
         return cls(
             run_id=run_id,
-            output_path=output_path,
+            outputs=outputs,
             periods={},
             boundaries=(),
             counts=None,
@@ -158,8 +158,16 @@ class RunResult:
             note=note,
         )
 
+    def table_name(self, name: str) -> str:
+        """The output table `name` (customer_segments, ...): its path or catalog name."""
+        return str(self.outputs.table(name))
+
     def table_path(self, name: str) -> str:
-        return join(self.output_path, name)
+        """The path of output table `name` (outputs under output.path only)."""
+        path = self.outputs.table(name).path
+        if path is None:
+            raise ValueError(f"{name} is the catalog table {self.table_name(name)}, not a path")
+        return path
 
     def written_periods(self) -> list[str]:
         return [p for labels in self.periods.values() for p in labels]

@@ -18,6 +18,7 @@ from revseg.io.changes import InputState
 from revseg.io.outputs import current_versions
 from revseg.io.paths import redacting_logger
 from revseg.io.runs import FAILED, append_run, now_utc
+from revseg.io.table_ref import Outputs
 from revseg.result import RunCounts, RunResult
 
 logger = redacting_logger(__name__)
@@ -27,13 +28,13 @@ logger = redacting_logger(__name__)
 class RunLog:
     """What goes into this run's row of the `runs` table, known when the run starts."""
 
-    output_path: str
+    outputs: Outputs
     run_id: str
     key: str
     requested: str
     started: datetime
     config_hash: str
-    source_path: str
+    source: str  # the source's path or table name
     source_format: str
     quarantine_excluded: bool
     scope: str = "all"  # all, range or incremental
@@ -53,7 +54,7 @@ class RunLog:
             "requested": self.requested,
             "source_read": json.dumps(
                 {
-                    "path": paths.redact(self.source_path),
+                    "path": paths.redact(self.source),
                     "format": self.source_format,
                     "files": self.input_files,
                     "scope": self.scope,
@@ -87,8 +88,8 @@ class RunLog:
             tables.update(result.table_versions)
             row["periods_written"] = result.written_periods()
             row["written_revenue"] = written_revenue(result.periods, result.boundaries) or None
-        row["table_versions"] = {**current_versions(spark, self.output_path, skip=tables), **tables}
-        append_run(spark, self.output_path, row)
+        row["table_versions"] = {**current_versions(spark, self.outputs, skip=tables), **tables}
+        append_run(spark, self.outputs, row)
 
     def write_failure(
         self, spark: SparkSession, err: BaseException, counts: RunCounts | None = None
@@ -98,6 +99,6 @@ class RunLog:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         row["error"] = paths.redact(f"{type(err).__name__}: {first_line}")[:2000]
         try:
-            append_run(spark, self.output_path, row)
+            append_run(spark, self.outputs, row)
         except Exception:
             logger.warning("could not log the failure of run %s", self.run_id, exc_info=True)

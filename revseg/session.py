@@ -43,17 +43,28 @@ def launched_by_platform() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def is_classic(spark: SparkSession) -> bool:
+    """A classic session (a JVM in this process's reach), not a Spark Connect client
+    (Databricks serverless, shared access mode, `SparkSession.builder.remote`)."""
+    return not type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def describe(spark: SparkSession) -> str:
+    """The session's master, or that it is a Spark Connect session: for the log."""
+    if not is_classic(spark):
+        return "Spark Connect"
+    return f"master {spark.conf.get('spark.master', 'unknown')}"
+
+
 def get_session(settings: Mapping[str, str], app_name: str = "revseg") -> SparkSession:
     """The active session, the platform's, or a new local one with Delta and `settings`."""
     active = SparkSession.getActiveSession()
     if active is not None:
-        logger.info("using the active Spark session (master %s)", active.sparkContext.master)
+        logger.info("using the active Spark session (%s)", describe(active))
         return active
     if launched_by_platform():
         session = SparkSession.builder.appName(app_name).getOrCreate()
-        logger.info(
-            "using the Spark session of spark-submit (master %s)", session.sparkContext.master
-        )
+        logger.info("using the Spark session of spark-submit (%s)", describe(session))
         return session
     return build_local_session(settings, app_name)
 
@@ -71,6 +82,7 @@ def build_local_session(settings: Mapping[str, str], app_name: str = "revseg") -
         session = builder.getOrCreate()
     else:
         session = configure_spark_with_delta_pip(builder).getOrCreate()
+    # A classic local session only (built just above): its JVM's log level.
     session.sparkContext.setLogLevel(conf.get("spark.log.level", "WARN"))
     logger.info("started a local Spark session (%s)", conf["spark.master"])
     return session

@@ -34,7 +34,7 @@ def _summary(
     if result.status == SKIPPED and result.note is not None:
         return (
             f"revseg run {result.run_id} skipped: {result.note}; nothing was written.\n"
-            f"tables: {result.output_path} (versions "
+            f"tables: {result.outputs} (versions "
             + ", ".join(f"{t} {v}" for t, v in sorted(result.table_versions.items()))
             + ")"
         )
@@ -42,7 +42,7 @@ def _summary(
         return (
             f"revseg run {result.run_id} skipped: the same config and input as run "
             f"{result.same_as}, and its tables are unchanged since; nothing was written.\n"
-            f"tables: {result.output_path} (versions "
+            f"tables: {result.outputs} (versions "
             + ", ".join(f"{t} {v}" for t, v in sorted(result.table_versions.items()))
             + ")"
         )
@@ -96,8 +96,8 @@ def _summary(
     for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS):
         version = result.table_versions.get(name)
         if version is not None:
-            lines.append(f"  {result.table_path(name)}  (Delta version {version})")
-    lines.append(f"  run logged in {result.table_path(RUNS)}")
+            lines.append(f"  {result.table_name(name)}  (Delta version {version})")
+    lines.append(f"  run logged in {result.table_name(RUNS)}")
     timing = ", ".join(f"{stage} {sec:.1f}s" for stage, sec in result.stage_seconds.items())
     lines.append(f"stages: {timing}")
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 # a zip of the revseg package for spark-submit --py-files.
 #   scripts/build_dist.sh   ->  dist/revseg-VERSION-py3-none-any.whl, dist/revseg.zip
 source "$(dirname "$0")/_common.sh"
-ensure_venv ""
+ensure_venv "local"
 rm -rf dist build
 mkdir -p dist
 .venv/bin/python -m pip wheel --quiet --no-deps -w dist . >&2

@@ -3,7 +3,7 @@
 #   scripts/run_local.sh [revseg run options, e.g. --from 2024-03 --to 2024-03]
 source "$(dirname "$0")/_common.sh"
 require_java
-ensure_venv ""
+ensure_venv "local"
 
 SAMPLE_ROWS="${SAMPLE_ROWS:-200000}"
 # The lake and its FX rates table are generated together (and again if either is missing).
@@ -12,4 +12,5 @@ if [[ ! -d data/transactions || ! -d data/fx_rates ]]; then
     "(FX rates in data/fx_rates) ..." >&2
   .venv/bin/revseg generate --output data/transactions --rows "$SAMPLE_ROWS" --overwrite
 fi
-exec .venv/bin/revseg run --config conf/local.yaml "$@"
+# conf/local.yaml names no FX table (a lake of one's own has its own): the sample's is given here.
+exec .venv/bin/revseg run --config conf/local.yaml --set revenue.fx_rates.path=data/fx_rates "$@"

@@ -8,7 +8,7 @@
 # REVSEG_TEST_WORKERS=0 runs in one process (or pass your own -n).
 source "$(dirname "$0")/_common.sh"
 require_java
-ensure_venv "test,dev"
+ensure_venv "test,dev,docs"
 workers=(-n "${REVSEG_TEST_WORKERS:-2}" --dist worksteal)
 for arg in "$@"; do
   case "$arg" in -n | -n* | --numprocesses*) workers=() ;; esac

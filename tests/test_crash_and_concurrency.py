@@ -29,6 +29,7 @@ from revseg import contract
 from revseg.config import Config, load_config
 from revseg.errors import ConcurrentWriteError, TableError
 from revseg.io.delta_tables import vacuum_table
+from revseg.io.table_ref import TableRef
 from revseg.periods import Month
 from revseg.pipeline import run_segmentation
 from revseg.sample import SampleSpec, sample_transactions
@@ -143,8 +144,8 @@ def test_killed_runs_leave_whole_tables_and_the_next_run_repairs(
     for table in DATA_TABLES:
         path = out / table
         with pytest.raises(TableError, match="below the table"):
-            vacuum_table(spark, str(path), retain_hours=0)  # without --force: refused
-        vacuum_table(spark, str(path), retain_hours=0, force=True)
+            vacuum_table(spark, TableRef.at(str(path)), retain_hours=0)  # without --force: refused
+        vacuum_table(spark, TableRef.at(str(path)), retain_hours=0, force=True)
         current = {Path(uri.removeprefix("file://")) for uri in DeltaTable(str(path)).file_uris()}
         assert {path / f for f in data_files_on_disk(path)} == current
 

@@ -22,6 +22,7 @@ from revseg.errors import ConcurrentWriteError, RunError, TableError
 from revseg.io import delta_tables
 from revseg.io.outputs import OUTPUT_TABLES
 from revseg.io.runs import latest_complete, latest_complete_tables
+from revseg.io.table_ref import Outputs, TableRef
 from revseg.periods import Month
 from revseg.pipeline import run_segmentation
 from revseg.run_log import RunLog
@@ -66,10 +67,10 @@ def stop_after_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     customer_segments commit, before tier_boundaries."""
     real_replace = delta_tables.replace_periods
 
-    def stopped_after_first(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
-        if path.endswith(contract.TIER_BOUNDARIES):
+    def stopped_after_first(frame: DataFrame, table: TableRef, *args: Any, **kwargs: Any) -> int:
+        if str(table.path).endswith(contract.TIER_BOUNDARIES):
             raise SystemExit("stopped")
-        return real_replace(frame, path, *args, **kwargs)
+        return real_replace(frame, table, *args, **kwargs)
 
     monkeypatch.setattr("revseg.io.outputs.replace_periods", stopped_after_first)
 
@@ -180,10 +181,10 @@ def test_what_was_committed_is_read_back_and_must_match(
     good = last_run(out)
     real_replace = delta_tables.replace_periods
 
-    def doubles_a_row(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
-        if path.endswith(contract.CUSTOMER_SEGMENTS):
+    def doubles_a_row(frame: DataFrame, table: TableRef, *args: Any, **kwargs: Any) -> int:
+        if str(table.path).endswith(contract.CUSTOMER_SEGMENTS):
             frame = frame.unionByName(frame.limit(1))
-        return real_replace(frame, path, *args, **kwargs)
+        return real_replace(frame, table, *args, **kwargs)
 
     monkeypatch.setattr("revseg.io.outputs.replace_periods", doubles_a_row)
     other = config(
@@ -411,9 +412,9 @@ def test_runs_whose_commits_interleave_never_both_succeed(
     started: list[bool] = []
     later: list[Any] = []
 
-    def b_runs_in_between(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
-        version = real_replace(frame, path, *args, **kwargs)
-        if path.endswith(contract.CUSTOMER_SEGMENTS) and not started:
+    def b_runs_in_between(frame: DataFrame, table: TableRef, *args: Any, **kwargs: Any) -> int:
+        version = real_replace(frame, table, *args, **kwargs)
+        if str(table.path).endswith(contract.CUSTOMER_SEGMENTS) and not started:
             started.append(True)
             b = config(lake, out, month, TWO_TIERS)
             later.append(run_segmentation(spark, b, january, february))
@@ -427,14 +428,14 @@ def test_runs_whose_commits_interleave_never_both_succeed(
     assert last_run(out)["status"] == "failed"
     two = {"top", "rest"}
     for table in (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES):
-        names = segment_names(latest_complete(spark, str(out), table))
+        names = segment_names(latest_complete(spark, Outputs(path=str(out)), table))
         assert set(names) == {"2024-01", "2024-02"}
         assert all(found <= two for found in names.values()), (table, names)
 
     # A run of another month between the two commits does not stop the first.
-    def february_in_between(frame: DataFrame, path: str, *args: Any, **kwargs: Any) -> int:
-        version = real_replace(frame, path, *args, **kwargs)
-        if path.endswith(contract.CUSTOMER_SEGMENTS) and len(started) == 1:
+    def february_in_between(frame: DataFrame, table: TableRef, *args: Any, **kwargs: Any) -> int:
+        version = real_replace(frame, table, *args, **kwargs)
+        if str(table.path).endswith(contract.CUSTOMER_SEGMENTS) and len(started) == 1:
             started.append(True)
             run_segmentation(spark, config(lake, out, month, ONE_TIER), february, february)
         return version
@@ -444,7 +445,7 @@ def test_runs_whose_commits_interleave_never_both_succeed(
     monkeypatch.undo()
     assert len(started) == 2 and january_run.status == "succeeded"
     for table in (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES):
-        names = segment_names(latest_complete(spark, str(out), table))
+        names = segment_names(latest_complete(spark, Outputs(path=str(out)), table))
         assert names == {"2024-01": {"all"}, "2024-02": {"all"}}, (table, names)
 
 
@@ -480,7 +481,7 @@ def test_a_retry_that_finds_its_own_commit_still_sees_a_run_in_between(
     monkeypatch.undo()
     assert later[0].status == "succeeded"
     for table in (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES):
-        names = segment_names(latest_complete(spark, str(out), table))
+        names = segment_names(latest_complete(spark, Outputs(path=str(out)), table))
         assert names["2024-01"] == {"top", "rest"}, (table, names)
 
 
@@ -494,7 +495,9 @@ def test_the_run_log_reader_shows_each_period_as_its_last_successful_run_wrote_i
     two_months(spark).write.partitionBy("transaction_date").parquet(str(lake))
     month = "periods.grains=[month]"
     assert run_segmentation(spark, config(lake, out, month)).status == "succeeded"
-    first = {t: segment_names(latest_complete(spark, str(out), t)) for t in OUTPUT_TABLES}
+    first = {
+        t: segment_names(latest_complete(spark, Outputs(path=str(out)), t)) for t in OUTPUT_TABLES
+    }
     stop_after_segments(monkeypatch)
     with pytest.raises(SystemExit):  # not an Exception: nothing is logged
         run_segmentation(spark, config(lake, out, month, ONE_TIER))
@@ -503,15 +506,15 @@ def test_the_run_log_reader_shows_each_period_as_its_last_successful_run_wrote_i
     february_run = config(lake, out, month, TWO_TIERS)
     assert run_segmentation(spark, february_run, february, february).status == "succeeded"
     for table in OUTPUT_TABLES:
-        names = segment_names(latest_complete(spark, str(out), table))
+        names = segment_names(latest_complete(spark, Outputs(path=str(out)), table))
         assert names["2024-01"] == first[table]["2024-01"], table
         assert names["2024-02"] == {"top", "rest"}, table
 
-    tables = latest_complete_tables(spark, str(out))  # one version of the log for all
+    tables = latest_complete_tables(spark, Outputs(path=str(out)))  # one version of the log for all
     assert set(tables) == set(OUTPUT_TABLES)  # nothing was quarantined
     for table in OUTPUT_TABLES:
         assert segment_names(tables[table]) == segment_names(
-            latest_complete(spark, str(out), table)
+            latest_complete(spark, Outputs(path=str(out)), table)
         )
 
     # The tables keep their history for ten years. Where it was set shorter and log clean-up
@@ -524,8 +527,8 @@ def test_the_run_log_reader_shows_each_period_as_its_last_successful_run_wrote_i
         assert kept["delta.logRetentionDuration"] == "interval 3650 days"
         clean_up_log(out / table)
     with pytest.raises(TableError, match=r"which run wrote period\(s\) 2024-01 of .*re-run"):
-        latest_complete(spark, str(out), contract.CUSTOMER_SEGMENTS)
-    names = segment_names(latest_complete(spark, str(out), contract.TIER_BOUNDARIES))
+        latest_complete(spark, Outputs(path=str(out)), contract.CUSTOMER_SEGMENTS)
+    names = segment_names(latest_complete(spark, Outputs(path=str(out)), contract.TIER_BOUNDARIES))
     assert names == {"2024-01": first[contract.TIER_BOUNDARIES]["2024-01"], **TWO_TIERED}
 
 

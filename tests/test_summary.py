@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from revseg.io.table_ref import Outputs
 from revseg.result import RunCounts, RunResult
 from revseg.summary import format_runs, format_summary
 
@@ -25,7 +26,7 @@ def row(period: str, segment: str, customers: int, revenue: str, grain: str = "m
 def result(**kwargs: Any) -> RunResult:
     fields: dict[str, Any] = {
         "run_id": "r000002-abcdef0123",
-        "output_path": "/data/out",
+        "outputs": Outputs(path="/data/out"),
         "periods": {"month": ("2024-01", "2024-02", "2024-03", "2024-04")},
         "boundaries": (
             row("2024-04", "gold", 1, "75.00"),
@@ -142,6 +143,6 @@ def test_summary_redacts_credentials_in_the_output_path() -> None:
     path = "abfss://c@acct.dfs.core.windows.net/out?sv=2024&sig=S3CRET"
     for status in ("succeeded", "skipped"):
         extra: dict[str, Any] = {"status": status, "same_as": "r000001-0"}
-        text = format_summary(result(output_path=path, **extra), LEVELS, "EUR")
+        text = format_summary(result(outputs=Outputs(path=path), **extra), LEVELS, "EUR")
         assert "S3CRET" not in text, text
         assert "abfss://c@acct.dfs.core.windows.net/out?sv=2024&sig=***" in text

@@ -53,9 +53,35 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     return _finish(raw, "config")
 
 
+# Sections that name a catalog table instead of a path (key of the name): one that names
+# one reads no default path.
+_NAMED_SECTIONS = (
+    (("source",), "table"),
+    (("revenue", "fx_rates"), "table"),
+    (("output",), "schema"),
+)
+
+
+def _without_default_paths(raw: Any) -> Any:
+    """A copy of `raw` with `path: None` in each section that names a table and no path."""
+    if not isinstance(raw, Mapping):
+        return raw
+    raw = copy.deepcopy(dict(raw))
+    for keys, name_key in _NAMED_SECTIONS:
+        node: Any = raw
+        for key in keys:
+            child = node.get(key) if isinstance(node, dict) else None
+            if isinstance(child, Mapping) and not isinstance(child, dict):
+                child = node[key] = dict(child)
+            node = child
+        if isinstance(node, dict) and node.get(name_key) is not None and "path" not in node:
+            node["path"] = None
+    return raw
+
+
 def _finish(raw: Any, where: str) -> Config:
     try:
-        config: Config = _build(Config, raw, "")
+        config: Config = _build(Config, _without_default_paths(raw), "")
         validate(config)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
@@ -107,6 +133,8 @@ def _set_key(raw: dict[str, Any], key: str, value: Any, label: str) -> None:
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
+        if child is None:  # an optional section left null, e.g. `fx_rates: null`
+            child = node[part] = {}
         if isinstance(child, Mapping) and not isinstance(child, dict):
             child = node[part] = dict(child)  # a mapping given as an override's value
         if not isinstance(child, dict):

@@ -25,6 +25,11 @@ _ADDED = "added_later"
 # Metadata of a config key added after revseg 0.1.0: at its default it leaves the config's
 # fingerprint as 0.1.0 computed it (run logs hold fingerprints; see `Config.fingerprint`).
 ADDED_LATER = {_ADDED: True}
+_UNFINGERPRINTED = "not_fingerprinted"
+# Metadata of a config key that cannot change what a run computes (the `spark` settings):
+# fingerprinted at its default whatever it holds, so that tuning memory does not make every
+# period look stale.
+NOT_FINGERPRINTED = {_UNFINGERPRINTED: True}
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,13 @@ class InputTable(typing.Protocol):
     """A table revseg reads: the transaction source or the FX rates."""
 
     @property
-    def path(self) -> str: ...
+    def path(self) -> str | None: ...
+
+    @property
+    def table(self) -> str | None: ...
+
+    @property
+    def location(self) -> str: ...
 
     @property
     def format(self) -> str: ...
@@ -61,20 +72,37 @@ class InputTable(typing.Protocol):
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Where the transactions are and how their columns map to the canonical contract."""
+    """Where the transactions are (a path, or a catalog table: exactly one) and how their
+    columns map to the canonical contract."""
 
-    path: str = "data/transactions"
+    path: str | None = "data/transactions"
     format: str = "parquet"
     columns: Mapping[str, str] = field(default_factory=dict)
     date_partition: str | None = "transaction_date"
     options: Mapping[str, str] = field(default_factory=dict)
+    table: str | None = field(default=None, metadata=ADDED_LATER)
+
+    @property
+    def location(self) -> str:
+        """The path or the table name: for messages."""
+        return self.path if self.path is not None else self.table or ""
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """Where the Delta output tables live."""
+    """Where the Delta output tables live: under `path`, or as catalog tables in `schema`
+    (of `catalog`, if given): `<catalog>.<schema>.customer_segments` and so on."""
 
-    path: str = "data/output"
+    path: str | None = "data/output"
+    catalog: str | None = field(default=None, metadata=ADDED_LATER)
+    schema: str | None = field(default=None, metadata=ADDED_LATER)
+
+    @property
+    def location(self) -> str:
+        """The schema's name (`catalog.schema`) or the path: for messages and the run log."""
+        if self.schema is not None:
+            return f"{self.catalog}.{self.schema}" if self.catalog else self.schema
+        return self.path or ""
 
 
 @dataclass(frozen=True)
@@ -124,12 +152,19 @@ FX_COLUMNS = ("currency", "rate_date", "rate")
 
 @dataclass(frozen=True)
 class FxRatesConfig:
-    """The exchange-rate table: one rate to the reporting currency per currency and date."""
+    """The exchange-rate table (a path, or a catalog table: exactly one): one rate to the
+    reporting currency per currency and date."""
 
-    path: str
+    path: str | None = None
     format: str = "parquet"
     columns: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, str] = field(default_factory=dict)
+    table: str | None = field(default=None, metadata=ADDED_LATER)
+
+    @property
+    def location(self) -> str:
+        """The path or the table name: for messages."""
+        return self.path if self.path is not None else self.table or ""
 
 
 @dataclass(frozen=True)
@@ -195,7 +230,7 @@ class Config:
     revenue: RevenueConfig = field(default_factory=RevenueConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
-    spark: Mapping[str, str] = field(default_factory=dict)
+    spark: Mapping[str, str] = field(default_factory=dict, metadata=NOT_FINGERPRINTED)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Config:
@@ -216,7 +251,11 @@ class Config:
 
     def fingerprint(self) -> str:
         """A stable hash of the effective config, for the run log and idempotent writes."""
-        canonical = json.dumps(to_plain(self), sort_keys=True, separators=(",", ":"))
+        plain = to_plain(self)
+        for f in dataclasses.fields(self):
+            if f.metadata.get(_UNFINGERPRINTED):  # as 0.1.0 fingerprinted it when unset
+                plain[f.name] = to_plain(f.default_factory())  # type: ignore[operator]
+        canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -14,6 +14,7 @@ from revseg.config.model import (
     SOURCE_FORMATS,
     Config,
     InputTable,
+    OutputConfig,
     PeriodsConfig,
     QualityConfig,
     RevenueConfig,
@@ -23,7 +24,7 @@ from revseg.config.model import (
 )
 from revseg.errors import ConfigError
 from revseg.money import MINOR_UNITS
-from revseg.names import CANONICAL_COLUMNS, GROUP_COLUMNS, SUPPORTED_GRAINS
+from revseg.names import CANONICAL_COLUMNS, GROUP_COLUMNS, SUPPORTED_GRAINS, name_parts
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEGMENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -35,8 +36,7 @@ _NOT_JAVA_ZONES = ("localtime", "Factory", "posixrules")
 def validate(config: Config) -> None:
     """Check the whole config; raises `ConfigError` naming the first wrong key."""
     _validate_source(config.source)
-    if not config.output.path.strip():
-        raise ConfigError("config key 'output.path': must not be empty")
+    _validate_output(config.output)
     _validate_periods(config.periods)
     _validate_tiers(config.tiers)
     if not _CURRENCY.match(config.revenue.reporting_currency):
@@ -120,10 +120,40 @@ def _validate_types(types: TransactionTypes) -> None:
             seen[value] = kind
 
 
+def _validate_output(output: OutputConfig) -> None:
+    """Output tables under a path, or named in a catalog schema: exactly one."""
+    if (output.path is None) == (output.schema is None):
+        raise ConfigError(
+            "config key 'output': set output.path (a directory for the tables) or "
+            "output.schema (with output.catalog: catalog tables), exactly one"
+            + ("" if output.path is None else f"; output.path is {output.path!r}")
+        )
+    if output.path is not None and not output.path.strip():
+        raise ConfigError("config key 'output.path': must not be empty")
+    if output.catalog is not None and output.schema is None:
+        raise ConfigError("config key 'output.catalog': needs output.schema too")
+    for key, name in (("output.catalog", output.catalog), ("output.schema", output.schema)):
+        if name is not None:
+            _name(name, key, most=1)
+
+
+def _name(name: str, key: str, most: int = 3) -> None:
+    try:
+        name_parts(name, key, most)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _validate_table(key: str, table: InputTable, known_columns: tuple[str, ...]) -> None:
-    """An input table's path, format and column mapping (the source, the FX rates)."""
-    if not table.path.strip():
+    """An input table's path or name, format and column mapping (the source, the FX rates)."""
+    if (table.path is None) == (table.table is None):
+        raise ConfigError(
+            f"config key '{key}': set {key}.path or {key}.table (a catalog table), exactly one"
+        )
+    if table.path is not None and not table.path.strip():
         raise ConfigError(f"config key '{key}.path': must not be empty")
+    if table.table is not None:
+        _name(table.table, f"{key}.table")
     if table.format not in SOURCE_FORMATS:
         raise ConfigError(
             f"config key '{key}.format': expected one of {', '.join(SOURCE_FORMATS)}, "

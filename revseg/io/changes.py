@@ -17,14 +17,16 @@ from datetime import date, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import unquote
 
-from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from revseg.columns import quoted
 from revseg.config import SourceConfig
 from revseg.errors import SourceError
+from revseg.io.delta_history import history, latest_version
 from revseg.io.paths import qualify
+from revseg.io.table_ref import TableRef
 
 # A day partition whose value is not a date: its rows cannot be placed, so any change
 # in it (or in the set of such partitions) makes the incremental run a full one.
@@ -89,16 +91,17 @@ def source_listing(
     try:
         # Spark's binaryFile source reads no content when only the path, length and
         # modification time are selected: a listing of exactly these files.
+        reader = spark.read.format("binaryFile")
+        if source.path is not None:
+            reader = reader.option("basePath", qualify(source.path))
         listing = (
-            spark.read.format("binaryFile")
-            .option("basePath", qualify(source.path))
-            .load(list(files))
+            reader.load(list(files))
             .select("path", "length", F.col("modificationTime").cast("string"))
             .collect()
         )
     except AnalysisException as err:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise SourceError(f"cannot list source.path {source.path!r}: {first_line}") from None
+        raise SourceError(f"cannot list the source {source.location!r}: {first_line}") from None
     return {row[0]: "|".join(str(v) for v in row) for row in listing}
 
 
@@ -141,14 +144,20 @@ def _day_text(value: str | None) -> str:
         return UNDATED
 
 
+def source_table(source: SourceConfig) -> TableRef:
+    """The source as a table: its catalog name or its path."""
+    if source.table is not None:
+        return TableRef.named(source.table, "source.table")
+    return TableRef.at(source.path or "")
+
+
 def delta_version(spark: SparkSession, source: SourceConfig) -> int | None:
     """The Delta source's current version (None: not Delta, or not readable: the source read
     that follows names the problem)."""
     if source.format != "delta":
         return None
     try:
-        table = DeltaTable.forPath(spark, qualify(source.path))
-        return int(table.history(1).collect()[0]["version"])
+        return latest_version(spark, source_table(source))
     except Exception:
         return None
 
@@ -157,11 +166,14 @@ def delta_deletion_vector_days(
     spark: SparkSession, source: SourceConfig, since: int, until: int
 ) -> set[str] | None:
     """Days whose files gained or lost a deletion vector in the commits (since, until]:
-    such a change keeps the file names. None when a commit file is gone (log cleanup)."""
+    such a change keeps the file names. None when that cannot be told: a commit file is
+    gone (log cleanup), or a catalog table without Change Data Feed had such a commit."""
     column = source.date_partition
     if since >= until or column is None:
         return set()
-    log = qualify(source.path).rstrip("/") + "/_delta_log"
+    if source.path is None:
+        return _named_deletion_vector_days(spark, source_table(source), column, since, until)
+    log = qualify(source.path).rstrip("/") + "/_delta_log"  # readable by path: Connect too
     commits = [f"{log}/{version:020d}.json" for version in range(since + 1, until + 1)]
     try:
         lines = spark.read.text(commits)
@@ -280,3 +292,48 @@ def _span(first: date, last: date) -> set[date]:
 def _near(partition_days: set[date]) -> set[date]:
     """Days in periods.timezone that rows of these partition days can fall on."""
     return {d + timedelta(days=shift) for d in partition_days for shift in (-1, 0, 1)}
+
+
+_VECTOR_METRICS = (
+    "numDeletionVectorsAdded",
+    "numDeletionVectorsRemoved",
+    "numDeletionVectorsUpdated",
+)
+
+
+def _named_deletion_vector_days(
+    spark: SparkSession, table: TableRef, column: str, since: int, until: int
+) -> set[str] | None:
+    """`delta_deletion_vector_days` for a catalog table, whose log files are not readable by
+    path (Unity Catalog): its history tells which commits added or removed deletion
+    vectors, and its Change Data Feed (where the table has it on) the days they changed."""
+    rows = [
+        r for r in history(spark, table, until - since + 8) if since < int(r["version"]) <= until
+    ]
+    if len(rows) < until - since:
+        return None  # log clean-up removed some
+    touching = [
+        int(r["version"])
+        for r in rows
+        if r["operation"] == "RESTORE"
+        or any(int((r["operationMetrics"] or {}).get(k) or 0) for k in _VECTOR_METRICS)
+    ]
+    if not touching:
+        return set()
+    if any(r["operation"] == "RESTORE" for r in rows):
+        return None  # a restore writes no change data
+    try:
+        changes = (
+            spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", min(touching))
+            .option("endingVersion", max(touching))
+            .table(table.sql)
+            .where(F.col("_change_type") != "insert")
+            .select(quoted(column).cast("string"))
+            .distinct()
+            .collect()
+        )
+    except AnalysisException:  # no Change Data Feed on the table for these versions
+        return None
+    return {_day_text(row[0]) for row in changes}

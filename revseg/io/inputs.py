@@ -91,8 +91,8 @@ def read_inputs(
     """Read the source (its columns resolved and type-checked; a Delta source at `version`,
     so that the run reads exactly the version it records) and the FX rates (checked)."""
     frame = read_source(spark, source, corrupt_records=True, version=version)
-    columns = resolve_columns(frame.columns, source.columns, source.path)
-    check_column_types(frame.schema, columns, source.path)
+    columns = resolve_columns(frame.columns, source.columns, source.location)
+    check_column_types(frame.schema, columns, source.location)
     rates = read_rates(spark, fx_rates) if fx_rates is not None else None
     return Inputs(frame, columns, rates, version)
 
@@ -100,8 +100,8 @@ def read_inputs(
 def read_rates(spark: SparkSession, table: FxRatesConfig) -> FxRates:
     """The FX rates as (currency, rate_date, rate), checked, with each currency's first date."""
     raw = read_source(spark, table, key="revenue.fx_rates")
-    rates = conform_rates(raw, table.columns, table.path)
-    check_rates(rates, table.path)
+    rates = conform_rates(raw, table.columns, table.location)
+    check_rates(rates, table.location)
     return FxRates(
         rates, first_rate_dates(rates), tuple(raw.inputFiles()), fx_date_fingerprints(rates)
     )

@@ -1,6 +1,6 @@
-"""The output tables under `output.path`: created up front, their stored periods, and the
-writes of a run (quarantine appended, then customer_segments, then tier_boundaries, each
-one atomic commit)."""
+"""The output tables (under `output.path`, or in `output.schema`): created up front, their
+stored periods, and the writes of a run (quarantine appended, then customer_segments, then
+tier_boundaries, each one atomic commit)."""
 
 from __future__ import annotations
 
@@ -8,35 +8,28 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from revseg import contract
 from revseg.errors import ConcurrentWriteError, RunError, TableError
-from revseg.io import paths
+from revseg.io.delta_history import Commit, commits_since, committed_version, latest_version
 from revseg.io.delta_tables import (
     KEPT_HISTORY,
     PLAIN_ENCODING,
     PROPERTY_PREFIX,
-    Commit,
     Txn,
     append_rows,
-    commits_since,
-    committed_version,
     ensure_properties,
     ensure_table,
-    latest_version,
+    is_delta_table,
     replace_periods,
     set_properties,
 )
+from revseg.io.table_ref import Outputs
 
 # The tables every run replaces periods of (the quarantine is appended to).
 OUTPUT_TABLES = (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES)
-
-
-def table_path(output_path: str, name: str) -> str:
-    return paths.join(output_path, name)
 
 
 # The earliest source day the tables' periods were computed from (table property).
@@ -45,7 +38,7 @@ SOURCE_FIRST_DAY = PROPERTY_PREFIX + "source.first_day"
 
 def ensure_outputs(
     spark: SparkSession,
-    output_path: str,
+    outputs: Outputs,
     groups: tuple[str, ...],
     meaning: Mapping[str, str],
     first_day: date | None = None,
@@ -76,24 +69,24 @@ def ensure_outputs(
             {},
         ),
     ):
-        path = table_path(output_path, name)
+        table = outputs.table(name)
         schema = contract.with_groups(schema, groups)
-        found[name] = ensure_table(spark, path, schema, partitions, {**properties, **recorded})
-        ensure_properties(spark, path, found[name], meaning, KEPT_HISTORY)
-    quarantine = table_path(output_path, contract.QUARANTINED_TRANSACTIONS)
-    if DeltaTable.isDeltaTable(spark, quarantine):  # else created by the first run that needs it
+        found[name] = ensure_table(spark, table, schema, partitions, {**properties, **recorded})
+        ensure_properties(spark, table, found[name], meaning, KEPT_HISTORY)
+    quarantine = outputs.table(contract.QUARANTINED_TRANSACTIONS)
+    if is_delta_table(spark, quarantine):  # else created by the first run that needs it
         ensure_table(spark, quarantine, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
     if first_day is None:
         return None
     seen = found[contract.CUSTOMER_SEGMENTS].get(SOURCE_FIRST_DAY)
     if seen is None or first_day.isoformat() < seen:  # a first run, or older days backfilled
-        set_properties(spark, table_path(output_path, contract.CUSTOMER_SEGMENTS), first)
+        set_properties(spark, outputs.table(contract.CUSTOMER_SEGMENTS), first)
         return None
     return first_day if first_day.isoformat() > seen else None
 
 
 def current_versions(
-    spark: SparkSession, output_path: str, skip: Collection[str] = ()
+    spark: SparkSession, outputs: Outputs, skip: Collection[str] = ()
 ) -> dict[str, int]:
     """The current version of every output table that exists (what a reader should read),
     but those in `skip`."""
@@ -101,18 +94,18 @@ def current_versions(
     for table in (*OUTPUT_TABLES, contract.QUARANTINED_TRANSACTIONS):
         if table in skip:
             continue
-        path = table_path(output_path, table)
-        if DeltaTable.isDeltaTable(spark, path):
-            versions[table] = latest_version(spark, path)
+        ref = outputs.table(table)
+        if is_delta_table(spark, ref):
+            versions[table] = latest_version(spark, ref)
     return versions
 
 
-def stored_periods(spark: SparkSession, output_path: str, periods: set[str]) -> set[str]:
+def stored_periods(spark: SparkSession, outputs: Outputs, periods: set[str]) -> set[str]:
     """Which of these periods either output table holds rows for (both are partitioned by
     period: only those periods' files are read)."""
     stored: set[str] = set()
     for name in OUTPUT_TABLES if periods else ():
-        table = spark.read.format("delta").load(table_path(output_path, name))
+        table = outputs.table(name).read(spark)
         rows = table.where(F.col("period").isin(sorted(periods))).select("period").distinct()
         stored |= {row["period"] for row in rows.collect()}
     return stored
@@ -120,7 +113,7 @@ def stored_periods(spark: SparkSession, output_path: str, periods: set[str]) -> 
 
 def write_periods(
     spark: SparkSession,
-    output_path: str,
+    outputs: Outputs,
     segments: DataFrame,
     boundaries: Sequence[Mapping[str, Any]],
     periods: Mapping[str, tuple[str, ...]],
@@ -132,9 +125,7 @@ def write_periods(
     then no other run may have committed the same periods to either table since just
     before the first of them (`check_alone`)."""
     all_periods = [p for labels in periods.values() for p in labels]
-    before = {
-        table: latest_version(spark, table_path(output_path, table)) for table in OUTPUT_TABLES
-    }
+    before = {table: latest_version(spark, outputs.table(table)) for table in OUTPUT_TABLES}
     written = set(all_periods)
     boundaries_schema = contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, groups)
     boundary_frame = spark.createDataFrame(
@@ -147,7 +138,7 @@ def write_periods(
     )
     replace_periods(
         segments.where(F.col("period").isin(all_periods)),
-        table_path(output_path, contract.CUSTOMER_SEGMENTS),
+        outputs.table(contract.CUSTOMER_SEGMENTS),
         all_periods,
         contract.CUSTOMER_SEGMENTS_PARTITIONS,
         run_id,
@@ -157,24 +148,24 @@ def write_periods(
     try:
         replace_periods(
             boundary_frame,
-            table_path(output_path, contract.TIER_BOUNDARIES),
+            outputs.table(contract.TIER_BOUNDARIES),
             all_periods,
             contract.TIER_BOUNDARIES_PARTITIONS,
             run_id,
             txn=txn,
         )
     except ConcurrentWriteError as err:
-        segments_path = table_path(output_path, contract.CUSTOMER_SEGMENTS)
+        written_first = outputs.table(contract.CUSTOMER_SEGMENTS)
         raise ConcurrentWriteError(
             f"{err} customer_segments was already committed (version "
-            f"{committed_version(spark, segments_path, run_id)}): retry the run to bring both "
+            f"{committed_version(spark, written_first, run_id)}): retry the run to bring both "
             "tables in line."
         ) from None
     # One history read per table: this run's commit and every other since just before it.
     # A retry whose commit Delta skipped (same txn ids) finds the earlier attempt's: the
     # window starts there, so another run's commit in between is seen too.
     commits = {
-        table: commits_since(spark, table_path(output_path, table), before[table], run_id)
+        table: commits_since(spark, outputs.table(table), before[table], run_id)
         for table in OUTPUT_TABLES
     }
     versions = {table: own_version(commits[table], table, run_id) for table in OUTPUT_TABLES}
@@ -226,7 +217,7 @@ def check_alone(
 
 def committed_totals(
     spark: SparkSession,
-    output_path: str,
+    outputs: Outputs,
     versions: Mapping[str, int],
     periods: Mapping[str, tuple[str, ...]],
 ) -> dict[str, dict[tuple[str, str], tuple[int, int]]]:
@@ -239,9 +230,8 @@ def committed_totals(
         contract.TIER_BOUNDARIES: F.col("customers").cast("long"),
     }
     frames = [
-        spark.read.format("delta")
-        .option("versionAsOf", versions[table])
-        .load(table_path(output_path, table))
+        outputs.table(table)
+        .read(spark, versions[table])
         .where(F.col("period").isin(labels))
         .select(
             F.lit(table).alias("table"),
@@ -268,7 +258,7 @@ def committed_totals(
 
 def append_quarantine(
     spark: SparkSession,
-    output_path: str,
+    outputs: Outputs,
     records: DataFrame,
     expected: int,
     run_id: str,
@@ -278,11 +268,11 @@ def append_quarantine(
     pass counted; the quarantine table's version."""
     written = Observation("quarantine")
     records = records.observe(written, F.count(F.lit(1)).alias("rows"))
-    path = table_path(output_path, contract.QUARANTINED_TRANSACTIONS)
-    ensure_table(spark, path, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
-    before = latest_version(spark, path)
-    append_rows(records, path, contract.QUARANTINE_PARTITIONS, run_id, txn)
-    version = committed_version(spark, path, run_id)
+    table = outputs.table(contract.QUARANTINED_TRANSACTIONS)
+    ensure_table(spark, table, contract.QUARANTINE_SCHEMA, contract.QUARANTINE_PARTITIONS)
+    before = latest_version(spark, table)
+    append_rows(records, table, contract.QUARANTINE_PARTITIONS, run_id, txn)
+    version = committed_version(spark, table, run_id)
     if version <= before:
         # A retry: Delta skipped the append (same txn ids) and the commit found is the
         # crashed attempt's. The frame never ran, so there is no observation to wait for.

@@ -17,37 +17,26 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from revseg import contract
 from revseg.errors import TableError
-from revseg.io import paths
 from revseg.io.changes import InputState
-from revseg.io.delta_tables import (
-    KEPT_HISTORY_TEXT,
-    Txn,
-    append_rows,
-    commits_since,
-    ensure_table,
-    latest_version,
-)
+from revseg.io.delta_history import commits_since, latest_version
+from revseg.io.delta_tables import KEPT_HISTORY_TEXT, Txn, append_rows, ensure_table, is_delta_table
+from revseg.io.table_ref import Outputs, TableRef
 from revseg.result import FAILED, SKIPPED, SUCCEEDED
 
 # The tables whose periods runs replace (the quarantine is appended to).
 PERIOD_TABLES = (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES)
 
 
-def runs_path(output_path: str) -> str:
-    return paths.join(output_path, contract.RUNS)
-
-
-def ensure_runs_table(spark: SparkSession, output_path: str) -> int:
+def ensure_runs_table(spark: SparkSession, outputs: Outputs) -> int:
     """Create the run log if absent; its current version."""
-    path = runs_path(output_path)
-    ensure_table(spark, path, contract.RUNS_SCHEMA, ())
-    return latest_version(spark, path)
+    table = outputs.table(contract.RUNS)
+    ensure_table(spark, table, contract.RUNS_SCHEMA, ())
+    return latest_version(spark, table)
 
 
 def work_key(config_hash: str, requested: str, inputs: Sequence[str], version: str) -> str:
@@ -74,37 +63,31 @@ def write_ids(key: str, log_version: int) -> tuple[str, Txn]:
     return run_id, Txn(app_id=f"revseg-{key[:32]}", version=log_version + 1)
 
 
-def append_run(spark: SparkSession, output_path: str, row: dict[str, Any]) -> None:
+def append_run(spark: SparkSession, outputs: Outputs, row: dict[str, Any]) -> None:
     """Log one run (a dict with the `runs` columns)."""
     frame = spark.createDataFrame(
         [tuple(row.get(f.name) for f in contract.RUNS_SCHEMA.fields)], contract.RUNS_SCHEMA
     )
-    append_rows(frame.coalesce(1), runs_path(output_path), (), row["run_id"])
+    append_rows(frame.coalesce(1), outputs.table(contract.RUNS), (), row["run_id"])
 
 
-def read_runs(spark: SparkSession, output_path: str, version: int | None = None) -> DataFrame:
+def read_runs(spark: SparkSession, outputs: Outputs, version: int | None = None) -> DataFrame:
     """The run log (at `version`, else its current one)."""
-    path = runs_path(output_path)
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    try:
-        return reader.load(path)
-    except Exception:
-        raise TableError(
-            f"no run log at {path}: no revseg run has written to output.path {output_path} yet"
-        ) from None
+    table = outputs.table(contract.RUNS)
+    if not is_delta_table(spark, table):
+        raise TableError(f"no run log at {table}: no revseg run has written to {outputs} yet")
+    return table.read(spark, version)
 
 
-def recent_runs(spark: SparkSession, output_path: str, limit: int = 20) -> list[dict[str, Any]]:
+def recent_runs(spark: SparkSession, outputs: Outputs, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs, newest first."""
-    frame = read_runs(spark, output_path).orderBy(F.col("finished_at").desc()).limit(limit)
+    frame = read_runs(spark, outputs).orderBy(F.col("finished_at").desc()).limit(limit)
     return [row.asDict(recursive=True) for row in frame.collect()]
 
 
-def last_succeeded(spark: SparkSession, output_path: str) -> dict[str, Any] | None:
+def last_succeeded(spark: SparkSession, outputs: Outputs) -> dict[str, Any] | None:
     rows = (
-        read_runs(spark, output_path)
+        read_runs(spark, outputs)
         .where(F.col("status") == SUCCEEDED)
         .orderBy(F.col("finished_at").desc())
         .limit(1)
@@ -130,15 +113,15 @@ class NoBaseline(NamedTuple):
 
 
 def complete_baseline(
-    spark: SparkSession, output_path: str, config_hash: str, version: str
+    spark: SparkSession, outputs: Outputs, config_hash: str, version: str
 ) -> Baseline | NoBaseline:
     """The last successful run that covered every period and logged its input state (what an
     incremental run compares with), or why there is none: no such run, or a run since then
     (even a failed one, which may have committed) used another config or revseg version."""
     try:
-        frame = read_runs(spark, output_path)
+        frame = read_runs(spark, outputs)
     except TableError:
-        return NoBaseline("no run is logged under output.path yet")
+        return NoBaseline(f"no run is logged in {outputs} yet")
     rows = (
         frame.where(F.col("status").isin(SUCCEEDED, FAILED))
         .select(
@@ -169,26 +152,25 @@ def complete_baseline(
 
 
 def unchanged_since(
-    spark: SparkSession, output_path: str, key: str, tables: Sequence[str]
+    spark: SparkSession, outputs: Outputs, key: str, tables: Sequence[str]
 ) -> dict[str, Any] | None:
     """The last successful run of the same work, if no table it wrote has changed since:
     re-running it would write the same contents again."""
-    run = last_succeeded(spark, output_path)
+    run = last_succeeded(spark, outputs)
     if run is None or run["work_key"] != key:
         return None
     for table in tables:
         recorded = (run["table_versions"] or {}).get(table)
-        path = paths.join(output_path, table)
-        if recorded is None or latest_version(spark, path) != recorded:
+        if recorded is None or latest_version(spark, outputs.table(table)) != recorded:
             return None
     return run
 
 
-def unlogged_changes(spark: SparkSession, output_path: str, tables: Sequence[str]) -> list[str]:
+def unlogged_changes(spark: SparkSession, outputs: Outputs, tables: Sequence[str]) -> list[str]:
     """The tables whose rows changed after the last version a successful run logged for
     them: a run killed (or failed) after committing left them so, and they may hold rows
     no logged run accounts for."""
-    runs = read_runs(spark, output_path).where(F.col("status").isin(SUCCEEDED, SKIPPED))
+    runs = read_runs(spark, outputs).where(F.col("status").isin(SUCCEEDED, SKIPPED))
     logged = {
         row["key"]: int(row["version"])
         for row in runs.select(F.explode("table_versions"))
@@ -198,17 +180,17 @@ def unlogged_changes(spark: SparkSession, output_path: str, tables: Sequence[str
     }
     changed = []
     for table in tables:
-        path = paths.join(output_path, table)
+        ref = outputs.table(table)
         since = logged.get(table, 0)  # 0: created empty (every table is, up front)
-        if not DeltaTable.isDeltaTable(spark, path) or latest_version(spark, path) <= since:
+        if not is_delta_table(spark, ref) or latest_version(spark, ref) <= since:
             continue
-        if any(commit.changes_rows for commit in commits_since(spark, path, since)):
+        if any(commit.changes_rows for commit in commits_since(spark, ref, since)):
             changed.append(table)
     return changed
 
 
 def latest_complete(
-    spark: SparkSession, output_path: str, table: str, log_version: int | None = None
+    spark: SparkSession, outputs: Outputs, table: str, log_version: int | None = None
 ) -> DataFrame:
     """`table` as the successful runs left it, never a run that has not (yet) logged
     success: each period of customer_segments and tier_boundaries as the successful run
@@ -222,19 +204,19 @@ def latest_complete(
     it for ten years unless set otherwise), which run's rows a period holds cannot be told:
     refused, naming the periods. `log_version` pins the run log (`latest_complete_tables`
     reads all three tables at one)."""
-    path = paths.join(output_path, table)
-    succeeded = read_runs(spark, output_path, log_version).where(F.col("status") == SUCCEEDED)
+    path = outputs.table(table)
+    succeeded = read_runs(spark, outputs, log_version).where(F.col("status") == SUCCEEDED)
     if table not in PERIOD_TABLES:
         rows = succeeded.select("run_id", F.col("table_versions")[table].alias("v")).collect()
         logged = [row for row in rows if row["v"] is not None]
         if not logged:
-            raise TableError(f"no successful run under {output_path} has written {table}")
+            raise TableError(f"no successful run under {outputs} has written {table}")
         return _read_at(spark, path, max(int(row["v"]) for row in logged)).where(
             F.col("run_id").isin(sorted({row["run_id"] for row in logged}))
         )
     chosen = _period_runs(succeeded, table)
     if not chosen:
-        raise TableError(f"no successful run under {output_path} has written {table}")
+        raise TableError(f"no successful run under {outputs} has written {table}")
     since = min(v for _, v in chosen.values())
     later = commits_since(spark, path, since)
     current = max((commit.version for commit in later), default=since)
@@ -262,15 +244,15 @@ def latest_complete(
     return functools.reduce(DataFrame.unionByName, frames[1:], frames[0])
 
 
-def latest_complete_tables(spark: SparkSession, output_path: str) -> dict[str, DataFrame]:
+def latest_complete_tables(spark: SparkSession, outputs: Outputs) -> dict[str, DataFrame]:
     """customer_segments, tier_boundaries and the quarantine table (where a run wrote it)
     by `latest_complete`, all three from one version of the run log: a run that logs
     meanwhile cannot show in one table and not in another."""
-    log_version = latest_version(spark, runs_path(output_path))
-    tables = {t: latest_complete(spark, output_path, t, log_version) for t in PERIOD_TABLES}
+    log_version = latest_version(spark, outputs.table(contract.RUNS))
+    tables = {t: latest_complete(spark, outputs, t, log_version) for t in PERIOD_TABLES}
     with contextlib.suppress(TableError):  # else no successful run quarantined a row
         tables[contract.QUARANTINED_TRANSACTIONS] = latest_complete(
-            spark, output_path, contract.QUARANTINED_TRANSACTIONS, log_version
+            spark, outputs, contract.QUARANTINED_TRANSACTIONS, log_version
         )
     return tables
 
@@ -292,8 +274,8 @@ def _period_runs(succeeded: DataFrame, table: str) -> dict[str, tuple[str, int]]
     return {period: (run_id, v) for period, (_, run_id, v) in best.items()}
 
 
-def _read_at(spark: SparkSession, path: str, version: int) -> DataFrame:
-    return spark.read.format("delta").option("versionAsOf", version).load(path)
+def _read_at(spark: SparkSession, table: TableRef, version: int) -> DataFrame:
+    return table.read(spark, version)
 
 
 def now_utc() -> datetime:

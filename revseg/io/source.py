@@ -14,6 +14,8 @@ from revseg.columns import CORRUPT_RECORD, quoted
 from revseg.config import InputTable, SourceConfig
 from revseg.errors import SourceError
 from revseg.io.paths import qualify, redact, redacting_logger
+from revseg.io.table_ref import quoted_name
+from revseg.names import name_parts
 from revseg.periods import PeriodPlan
 
 logger = redacting_logger(__name__)
@@ -38,13 +40,20 @@ def read_source(
     the text of each line Spark could not parse (PERMISSIVE mode); other lines have null.
     """
     options = {**_DEFAULT_OPTIONS.get(source.format, {}), **source.options}
-    reader = spark.read.format(source.format).options(**options)
+    if source.table is not None:  # a catalog table: its format is the catalog's
+        reader = spark.read.options(**source.options)
+    else:
+        reader = spark.read.format(source.format).options(**options)
     if version is not None and source.format == "delta":
         reader = reader.option("versionAsOf", version)
     try:
-        frame = reader.load(qualify(source.path))
-        frame.schema  # noqa: B018 -- resolves the files now, so errors surface here
-        if corrupt_records and source.format in _DEFAULT_OPTIONS:
+        if source.table is not None:
+            frame = reader.table(quoted_name(name_parts(source.table, f"{key}.table")))
+        else:
+            frame = reader.load(qualify(source.path or ""))
+        # resolves the files now (Spark Connect analyses lazily), so errors surface here
+        frame.schema  # noqa: B018
+        if corrupt_records and source.format in _DEFAULT_OPTIONS and source.path is not None:
             frame = _with_corrupt_record_column(reader, frame, qualify(source.path))
     except AnalysisException as err:
         raise SourceError(_explain_read_error(source, err, key)) from None
@@ -75,7 +84,7 @@ def prune_to_days(
         logger.warning(
             "source %s has no date partition column %r (source.date_partition): "
             "the whole source is read and filtered row by row",
-            redact(source.path),
+            redact(source.location),
             column,
         )
         return frame
@@ -113,16 +122,21 @@ def prune_to_plan(
 def _explain_read_error(source: InputTable, err: AnalysisException, key: str) -> str:
     condition = err.getCondition() or ""
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else condition
-    if condition == "PATH_NOT_FOUND":
-        return f"{key}.path {source.path!r} does not exist"
+    where = (
+        f"{key}.path {source.path!r}"
+        if source.path is not None
+        else f"{key}.table {source.table!r}"
+    )
+    if condition in ("PATH_NOT_FOUND", "TABLE_OR_VIEW_NOT_FOUND"):
+        return f"{where} does not exist"
     if condition == "UNABLE_TO_INFER_SCHEMA":
         return (
-            f"{key}.path {source.path!r} holds no readable {source.format} files "
+            f"{where} holds no readable {source.format} files "
             f"(is it empty, or is {key}.format wrong?)"
         )
     if source.format == "delta" and "DELTA_MISSING_DELTA_TABLE" in condition:
-        return f"{key}.path {source.path!r} is not a Delta table ({key}.format is delta)"
-    return f"cannot read {key}.path {source.path!r} as {source.format}: {first_line}"
+        return f"{where} is not a Delta table ({key}.format is delta)"
+    return f"cannot read {where} as {source.format}: {first_line}"
 
 
 _FAILED_FILE = re.compile(

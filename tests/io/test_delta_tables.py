@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
-from revseg.io.delta_tables import _replaced_periods, period_predicate, session_settings
+from revseg.io.delta_history import _replaced_periods
+from revseg.io.delta_tables import period_predicate, session_settings
 
 
 def test_session_settings_are_restored_and_a_refused_one_is_not_an_error(

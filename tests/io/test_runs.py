@@ -18,6 +18,7 @@ from revseg.cli import main
 from revseg.config import Config, load_config
 from revseg.io import delta_tables
 from revseg.io.runs import latest_complete
+from revseg.io.table_ref import Outputs, TableRef
 from revseg.pipeline import run_segmentation
 from revseg.run_log import RunLog
 from tests.lakes import write_lake
@@ -132,16 +133,16 @@ def test_latest_complete_hides_a_run_that_did_not_finish(
     first = run_segmentation(spark, config(lake, out, lenient))
     complete = sorted(
         tuple(r)
-        for r in latest_complete(spark, str(out), contract.CUSTOMER_SEGMENTS)
+        for r in latest_complete(spark, Outputs(path=str(out)), contract.CUSTOMER_SEGMENTS)
         .select("customer_id", "period", "segment")
         .collect()
     )
     real_append = delta_tables.append_rows
 
-    def log_never_written(frame: Any, path: str, *args: Any, **kwargs: Any) -> int:
-        if path.endswith("/" + contract.RUNS):
+    def log_never_written(frame: Any, table: TableRef, *args: Any, **kwargs: Any) -> int:
+        if str(table.path).endswith("/" + contract.RUNS):
             raise SystemExit("killed before logging")
-        return real_append(frame, path, *args, **kwargs)
+        return real_append(frame, table, *args, **kwargs)
 
     monkeypatch.setattr("revseg.io.runs.append_rows", log_never_written)
     other = config(lake, out, lenient, "tiers.levels=[{name: all, fraction: 1.0}]")
@@ -151,14 +152,16 @@ def test_latest_complete_hides_a_run_that_did_not_finish(
     assert {r[2] for r in table(out)} == {"all"}  # the table moved on ...
     still = sorted(
         tuple(r)
-        for r in latest_complete(spark, str(out), contract.CUSTOMER_SEGMENTS)
+        for r in latest_complete(spark, Outputs(path=str(out)), contract.CUSTOMER_SEGMENTS)
         .select("customer_id", "period", "segment")
         .collect()
     )
     assert still == complete  # ... a reader of the latest complete run did not
     quarantine = contract.QUARANTINED_TRANSACTIONS
     assert len(table_rows(out, quarantine)) == 2  # the bad row, once by each run
-    shown = latest_complete(spark, str(out), quarantine).select("transaction_id", "run_id")
+    shown = latest_complete(spark, Outputs(path=str(out)), quarantine).select(
+        "transaction_id", "run_id"
+    )
     assert [tuple(r) for r in shown.collect()] == [("t5", first.run_id)]
 
 
