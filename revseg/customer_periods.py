@@ -178,8 +178,9 @@ def customer_period_rows(
     checked = checked_transactions(source, columns, options)
     by_original = options.refunds_to_sale
     foreign = normalised_currency() != F.lit(options.reporting_currency)
-    checked = checked.withColumn("foreign", foreign).withColumns(
+    checked = checked.withColumns(
         {
+            "foreign": foreign,
             **{
                 g: F.when(is_blank(g), F.lit(contract.UNKNOWN_GROUP)).otherwise(F.trim(g))
                 for g in groups

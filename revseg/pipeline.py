@@ -326,6 +326,7 @@ def _run_log(
         config_hash=request.config_hash,
         source=config.source.location,
         source_format=config.source.format,
+        source_is_table=config.source.table is not None,
         quarantine_excluded=config.quality.quarantine_excluded,
         scope=request.scope,
         state=request.state,

@@ -37,6 +37,7 @@ class RunLog:
     source: str  # the source's path or table name
     source_format: str
     quarantine_excluded: bool
+    source_is_table: bool = False  # `source` is a table name (source.table), not a path
     scope: str = "all"  # all, range or incremental
     state: InputState | None = None  # logged by runs of every period: incremental's baseline
     input_files: int = 0  # files read, the source's and the rates'
@@ -54,7 +55,11 @@ class RunLog:
             "requested": self.requested,
             "source_read": json.dumps(
                 {
-                    "path": paths.redact(self.source),
+                    **(
+                        {"table": self.source}
+                        if self.source_is_table
+                        else {"path": paths.redact(self.source)}
+                    ),
                     "format": self.source_format,
                     "files": self.input_files,
                     "scope": self.scope,

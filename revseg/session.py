@@ -8,6 +8,7 @@ local mode, Delta from pip, loopback networking.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 
 from pyspark.sql import SparkSession
@@ -70,19 +71,36 @@ def get_session(settings: Mapping[str, str], app_name: str = "revseg") -> SparkS
 
 
 def build_local_session(settings: Mapping[str, str], app_name: str = "revseg") -> SparkSession:
-    """Local mode with Delta from pip; `settings` override the defaults."""
+    """Local mode with Delta from pip; `settings` override the defaults.
+
+    `spark.remote` (a setting, or the SPARK_REMOTE variable as pyspark reads it) makes it a
+    Spark Connect session instead: `local[2]` starts a local Connect server with Delta,
+    `sc://host:port` connects to a server, which brings its own Delta set-up."""
     from delta import configure_spark_with_delta_pip
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     conf = {**LOCAL_DEFAULTS, **settings}
+    remote = conf.pop("spark.remote", None) or os.environ.get("SPARK_REMOTE")
+    if remote and not remote.startswith("local"):
+        session = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
+        logger.info("connected to Spark Connect at %s", remote.split(";")[0])
+        return session
+    if remote:  # a local Connect server: the master is the URL, set once
+        conf.pop("spark.master", None)
     builder = SparkSession.builder.appName(app_name)
+    if remote:
+        builder = builder.remote(remote)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    if "spark.jars" in conf:  # offline: Delta's jars given as local paths
+    if "spark.jars" not in conf:  # else offline: Delta's jars given as local paths
+        builder = configure_spark_with_delta_pip(builder)
+    with warnings.catch_warnings():
+        # A local Connect server starts with these settings; its client then tries to set
+        # the static ones again, and warns about each.
+        warnings.filterwarnings("ignore", message="Failed to set", category=UserWarning)
         session = builder.getOrCreate()
-    else:
-        session = configure_spark_with_delta_pip(builder).getOrCreate()
-    # A classic local session only (built just above): its JVM's log level.
-    session.sparkContext.setLogLevel(conf.get("spark.log.level", "WARN"))
-    logger.info("started a local Spark session (%s)", conf["spark.master"])
+    if is_classic(session):  # Connect has no SparkContext; its server logs on its own
+        session.sparkContext.setLogLevel(conf.get("spark.log.level", "WARN"))
+    kind = f"Spark Connect server {remote}" if remote else conf["spark.master"]
+    logger.info("started a local Spark session (%s)", kind)
     return session
