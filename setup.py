@@ -1,10 +1,13 @@
 """revseg: customer revenue segmentation on Apache Spark and Delta Lake."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
-VERSION = "0.1.0"
+# One version, revseg.__version__ (read as text: importing revseg here would need its deps).
+INIT = (Path(__file__).parent / "revseg" / "__init__.py").read_text()
+VERSION = re.search(r'^__version__ = "([^"]+)"', INIT, re.M).group(1)
 LOCAL_SPARK = ["pyspark==4.1.1", "delta-spark==4.3.1"]
 
 setup(

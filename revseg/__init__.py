@@ -1,3 +1,42 @@
-"""revseg: segment customers by revenue on Apache Spark and Delta Lake."""
+"""revseg: segment customers by revenue on Apache Spark and Delta Lake.
 
-__version__ = "0.1.0"
+From a notebook or a script:
+
+    import revseg
+    config = revseg.load_config("conf/local.yaml", overrides={"periods.grains": ["month"]})
+    result = revseg.segment(transactions, config)   # DataFrames back, nothing written
+    run = revseg.run(config)                         # the whole job, as `revseg run`
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from revseg.config import Config, load_config
+from revseg.errors import ConfigError, RevsegError
+
+__version__ = "0.2.0"
+
+if TYPE_CHECKING:
+    from revseg.api import Segmentation, run, segment
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "RevsegError",
+    "Segmentation",
+    "__version__",
+    "load_config",
+    "run",
+    "segment",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """`segment`, `run` and `Segmentation` import pyspark: only when first used, so that
+    `import revseg` (and loading a config) works without it."""
+    if name in ("segment", "run", "Segmentation"):
+        from revseg import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'revseg' has no attribute {name!r}")

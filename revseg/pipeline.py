@@ -204,7 +204,7 @@ def _compute_and_write(
         periods = {} if nothing else periods
         counts, duplicated = computed.counts()
         counts_seen.append(counts)
-        _check_counts(config, counts)
+        check_counts(config, counts)
         windows = [g for g in grains if isinstance(g, RollingGrain)]
         baseline = request.change.baseline if request.change is not None else None
         span = checks.data_span(
@@ -239,7 +239,7 @@ def _compute_and_write(
     )
 
 
-def _check_counts(config: Config, counts: RunCounts) -> None:
+def check_counts(config: Config, counts: RunCounts) -> None:
     if config.revenue.fail_on_missing_fx:
         checks.check_fx_coverage(counts, config.revenue.reporting_currency)
     quality = config.quality

@@ -1,0 +1,142 @@
+"""The notebook API: segment a DataFrame and get DataFrames back, or run the whole job.
+
+`segment` is the computation of a run without its edges: no source read, no table, no run
+log. It applies the same rules (currencies, refunds, de-duplication, quarantine reasons,
+quality checks), so what it returns is what a run over the same rows would write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from revseg import checks, contract
+from revseg.columns import check_column_types, resolve_columns
+from revseg.compute import computation
+from revseg.config import Config
+from revseg.errors import ConfigError
+from revseg.io.inputs import read_rates
+from revseg.periods import Month, RollingGrain, make_grains
+from revseg.pipeline import check_counts, pass_options, run_segmentation
+from revseg.result import RunCounts, RunResult
+from revseg.segmentation import in_boundary_order
+from revseg.session import get_session
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What `segment` computed: three DataFrames with the schemas of the tables a run
+    writes, and the counts a run logs.
+
+    `customer_segments` and `quarantined_transactions` are lazy (each action computes
+    them again: `.cache()` one you act on often); `tier_boundaries` is already computed.
+    `periods` holds the periods per grain, as a run would write them (rolling windows
+    without full history in the data left out)."""
+
+    customer_segments: DataFrame
+    tier_boundaries: DataFrame
+    quarantined_transactions: DataFrame
+    counts: RunCounts
+    periods: dict[str, tuple[str, ...]]
+
+
+def segment(
+    transactions: DataFrame,
+    config: Config,
+    spark: SparkSession | None = None,
+    as_of: date | None = None,
+) -> Segmentation:
+    """Segment the customers of `transactions`, writing nothing.
+
+    `transactions` follow the input contract (`transaction_id`, `customer_id`,
+    `transaction_ts`, `amount`, `currency`, ...), or `config.source.columns` maps their
+    names. The FX rates, if the config names them, are read from
+    `revenue.fx_rates`; rows after `as_of` are quarantined as `after_as_of_date`.
+
+    >>> import revseg
+    >>> config = revseg.load_config(overrides={"periods.grains": ["month"]})
+    >>> result = revseg.segment(spark.read.table("main.sales.transactions"), config)
+    >>> result.tier_boundaries.show()
+    >>> result.customer_segments.where("segment = 'platinum'").count()
+    """
+    spark = spark or transactions.sparkSession
+    where = "the transactions DataFrame"
+    columns = resolve_columns(transactions.columns, config.source.columns, where)
+    check_column_types(transactions.schema, columns, where)
+    fx = config.revenue.fx_rates
+    rates = read_rates(spark, fx) if fx is not None else None
+    grains = make_grains(config.periods.grains, config.periods.fiscal_year_start_month)
+    options = pass_options(config, rates, as_of)
+    run_id = f"segment-{uuid.uuid4().hex[:10]}"
+    with computation(transactions, columns, options, grains, None, config.tiers) as computed:
+        periods = checks.periods_to_write(None, computed.boundaries, config.periods.grains)
+        counts, duplicated = computed.counts()
+        check_counts(config, counts)
+        windows = [g for g in grains if isinstance(g, RollingGrain)]
+        span = checks.data_span((counts.first_month, counts.last_month), None, None)
+        periods = checks.without_windows(periods, checks.incomplete_windows(windows, *span))
+        kept = sorted({p for labels in periods.values() for p in labels})
+        levels = [level.name for level in config.tiers.levels]
+        boundaries = [
+            row
+            for row in in_boundary_order(computed.boundaries, config.periods.grains, levels)
+            if row["period"] in kept
+        ]
+        excluded = config.quality.quarantine_excluded
+        today = datetime.now(timezone.utc).date()
+        quarantined = computed.quarantined(duplicated, excluded, run_id, today)
+        segments = computed.segments.where(F.col("period").isin(kept))
+    schema = contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, config.tiers.by)
+    return Segmentation(
+        customer_segments=segments,
+        tier_boundaries=spark.createDataFrame(
+            [tuple(row[f.name] for f in schema.fields) for row in boundaries], schema
+        ),
+        quarantined_transactions=quarantined,
+        counts=counts,
+        periods=periods,
+    )
+
+
+def run(
+    config: Config,
+    spark: SparkSession | None = None,
+    from_month: str | None = None,
+    to_month: str | None = None,
+    incremental: bool = False,
+    as_of: date | None = None,
+) -> RunResult:
+    """The whole job, as `revseg run` runs it: read the source, write the four tables,
+    log the run; the run's result (its periods, counts, table versions).
+
+    `from_month`/`to_month` (`"2024-01"`) replace only the periods of those months;
+    `incremental` finds the periods whose input changed since the last full run. Rows after
+    `as_of` (default: today in `periods.timezone`) are quarantined.
+
+    >>> import revseg
+    >>> config = revseg.load_config("conf/databricks.yaml")
+    >>> result = revseg.run(config, from_month="2024-01", to_month="2024-03")
+    >>> result.status, result.table_versions
+    """
+    first, last = _month(from_month, "from_month"), _month(to_month, "to_month")
+    if first and last and last < first:
+        raise ConfigError(f"to_month {last} is before from_month {first}")
+    if incremental and (first or last):
+        raise ConfigError("incremental finds the periods itself: leave out from_month/to_month")
+    as_of = as_of or datetime.now(ZoneInfo(config.periods.timezone)).date()
+    spark = spark or get_session(config.spark)
+    return run_segmentation(spark, config, first, last, as_of=as_of, incremental=incremental)
+
+
+def _month(text: str | None, argument: str) -> Month | None:
+    if text is None:
+        return None
+    try:
+        return Month.parse(str(text))
+    except ValueError as err:
+        raise ConfigError(f"{argument}: {err}") from None
