@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _set_argument(run, "override a config key by its dotted path, value as YAML (repeatable)")
     run.add_argument(
+        "--summary",
+        choices=("text", "json"),
+        default="text",
+        help="the summary printed on stdout: text (default) or json, for an orchestrator",
+    )
+    run.add_argument(
         "--as-of",
         dest="as_of",
         type=date.fromisoformat,
@@ -204,9 +210,10 @@ def _month(text: str | None, flag: str) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from revseg.io.paths import check_local_inputs
     from revseg.pipeline import run_segmentation
-    from revseg.session import get_session
-    from revseg.summary import format_summary
+    from revseg.session import get_session, will_build_local_session
+    from revseg.summary import format_summary, summary_json
 
     config = _load(args)
     first, last = _month(args.first, "--from"), _month(args.last, "--to")
@@ -215,8 +222,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.incremental and (first or last):
         raise ConfigError("--incremental finds the periods itself: leave out --from and --to")
     as_of = args.as_of or datetime.now(ZoneInfo(config.periods.timezone)).date()
+    if will_build_local_session(config.spark):  # its paths are on this machine's disk
+        check_local_inputs({"source": config.source, "revenue.fx_rates": config.revenue.fx_rates})
     spark = get_session(config.spark)
     result = run_segmentation(spark, config, first, last, as_of=as_of, incremental=args.incremental)
+    if args.summary == "json":
+        print(summary_json(result))
+        return 0
     levels = [level.name for level in config.tiers.levels]
     print(format_summary(result, levels, config.revenue.reporting_currency))
     return 0

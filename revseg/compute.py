@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 from revseg.caching import persisted, unpersisted
 from revseg.config import TiersConfig
@@ -30,16 +30,26 @@ logger = redacting_logger(__name__)
 
 
 class StageTimer:
-    """Logs each stage with its duration and keeps the durations for the summary."""
+    """Logs each stage with its duration and keeps the durations for the summary. With a
+    session, the stage's Spark jobs carry the tag `revseg-stage-<stage>` (in the Spark UI
+    and the query history; `spark.interruptTag` cancels them), classic and Connect alike."""
 
-    def __init__(self) -> None:
+    def __init__(self, spark: SparkSession | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.spark = spark
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
         started = time.perf_counter()
         logger.info("stage %s ...", stage)
-        yield
+        tag = "revseg-stage-" + stage.replace(" ", "-")
+        if self.spark is not None:
+            self.spark.addTag(tag)
+        try:
+            yield
+        finally:
+            if self.spark is not None:
+                self.spark.removeTag(tag)
         elapsed = time.perf_counter() - started
         self.seconds[stage] = round(elapsed, 2)
         logger.info("stage %s done in %.1f s", stage, elapsed)

@@ -77,7 +77,7 @@ def run_segmentation(
     The run is logged in the `runs` table last; a run of the same work whose results are
     still current is skipped.
     """
-    started, timer = now_utc(), StageTimer()
+    started, timer = now_utc(), StageTimer(spark)
     if (first is None) != (last is None):
         first, last = first or last, last or first
     if incremental and first is not None:

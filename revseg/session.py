@@ -57,6 +57,19 @@ def describe(spark: SparkSession) -> str:
     return f"master {spark.conf.get('spark.master', 'unknown')}"
 
 
+def will_build_local_session(settings: Mapping[str, str]) -> bool:
+    """True when `get_session` would start a local session of its own, reading the local
+    file system (no active session, no spark-submit, no Connect server elsewhere, no other
+    default file system)."""
+    remote = settings.get("spark.remote") or os.environ.get("SPARK_REMOTE") or "local"
+    return (
+        SparkSession.getActiveSession() is None
+        and not launched_by_platform()
+        and remote.startswith("local")
+        and "spark.hadoop.fs.defaultFS" not in settings
+    )
+
+
 def get_session(settings: Mapping[str, str], app_name: str = "revseg") -> SparkSession:
     """The active session, the platform's, or a new local one with Delta and `settings`."""
     active = SparkSession.getActiveSession()

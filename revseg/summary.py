@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
@@ -26,6 +27,33 @@ def format_summary(
     highest first), the counts, and where the tables are (with any credential in the
     output path redacted)."""
     return redact(_summary(result, levels, reporting_currency, periods_shown))
+
+
+def summary_json(result: RunResult) -> str:
+    """The run's summary for an orchestrator (`revseg run --summary json`): status, periods
+    written, table versions and names, counts; money as decimal text, to the cent."""
+    counts = result.counts
+    document = {
+        "run_id": result.run_id,
+        "status": result.status,
+        "same_as": result.same_as,
+        "note": result.note,
+        "periods": {grain: list(labels) for grain, labels in result.periods.items()},
+        "skipped_windows": list(result.skipped_windows),
+        "tables": {
+            name: result.table_name(name)
+            for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS, RUNS)
+        },
+        "table_versions": dict(result.table_versions),
+        "row_counts": counts.logged() if counts is not None else None,
+        "valid_revenue": (
+            {grain: str(amount) for grain, amount in counts.valid_revenue().items()}
+            if counts is not None
+            else None
+        ),
+        "stage_seconds": dict(result.stage_seconds),
+    }
+    return redact(json.dumps(document, indent=2))
 
 
 def _summary(

@@ -119,3 +119,14 @@ def test_the_bundled_notebook_runs_as_it_is(spark: SparkSession) -> None:
     assert result.counts.by_reason["missing_fx_rate"] == 0
     year = result.tier_boundaries.where("period_grain = 'year'")
     assert {r["segment"] for r in year.collect()} >= {"platinum", "gold", "silver", "bronze"}
+
+
+def test_stages_tag_their_spark_jobs(spark: SparkSession) -> None:
+    """A stage's jobs carry its tag (the Spark UI shows it, `interruptTag` cancels them)."""
+    from revseg.compute import StageTimer
+
+    timer = StageTimer(spark)
+    with timer("aggregate and cut points"):
+        assert "revseg-stage-aggregate-and-cut-points" in spark.getTags()
+    assert "revseg-stage-aggregate-and-cut-points" not in spark.getTags()
+    assert "aggregate and cut points" in timer.seconds

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +81,34 @@ def test_run_prints_summary_and_writes_tables(
         .to_pylist()
     }
     assert periods == {"2024-02", "2024-03", "2024-Q1", "2024"}
+
+    # The same run again, its summary as JSON for an orchestrator: skipped, nothing written.
+    again = main(
+        [
+            *sample_run(small_lake, out),
+            *("--config", local, "--from", "2024-02", "--to", "2024-03", "--summary", "json"),
+        ]
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert again == 0 and summary["status"] == "skipped"
+    assert summary["tables"]["customer_segments"] == str(out / "customer_segments")
+    assert set(summary["table_versions"]) >= {"customer_segments", "tier_boundaries"}
+
+
+def test_a_first_contact_typo_is_one_line_before_any_jvm(tmp_path: Path) -> None:
+    """A source path that is not there: revseg's line, exit 2, no Java (no JVM started)."""
+    out = f"output.path={tmp_path / 'out'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "revseg", "run", "--set", "source.path=/my/lake", "--set", out],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "revseg: error: source.path '/my/lake' does not exist"
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

@@ -400,7 +400,8 @@ def test_mapping_overrides_do_not_change_the_callers_values() -> None:
 
 
 def test_bad_mapping_overrides() -> None:
-    with pytest.raises(ConfigError, match=r"^defaults: config key 'tiers.accuracy': expected a"):
+    prefix = "^the built-in defaults with the overrides: "
+    with pytest.raises(ConfigError, match=prefix + r"config key 'tiers.accuracy': expected a"):
         load_config(None, {"tiers.accuracy": "500"})  # a mapping's values are not YAML
     with pytest.raises(ConfigError, match=r"override periods.grains.x: 'periods.grains' is not"):
         load_config(None, {"periods.grains": ["month"], "periods.grains.x": 1})

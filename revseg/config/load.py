@@ -35,10 +35,12 @@ def load_config(
     a mapping of dotted key to a value used as it is: `{"periods.grains": ["month"]}`.
     """
     raw: dict[str, Any] = {}
-    where = "defaults"
+    where = "the built-in defaults"
     if path is not None:
         where = str(path)
         raw = _read_yaml(Path(path))
+    if overrides:
+        where += " with the overrides"
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
             _set_override(raw, key, value)

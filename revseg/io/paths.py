@@ -5,6 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from revseg.errors import SourceError
+
+if TYPE_CHECKING:
+    from revseg.config import InputTable
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -18,6 +25,28 @@ def qualify(path: str) -> str:
     if _SCHEME.match(path):
         return path
     return os.path.abspath(path)
+
+
+def local_path(path: str) -> str | None:
+    """The file-system path of a local location (plain, or `file:`); None for a URI of
+    another file system (s3a://, abfss://, dbfs:/), which only Spark can look at."""
+    if path.startswith("file:"):
+        return re.sub(r"^file:(//)?", "", path) or "/"
+    return None if _SCHEME.match(path) else os.path.abspath(path)
+
+
+def check_local_inputs(tables: Mapping[str, InputTable | None]) -> None:
+    """Stop with `source.path '/my/lake' does not exist` for each input (by its config key)
+    at a local path that is not there: checked before a Spark session starts, so a typo
+    costs no JVM start and prints no Java warning."""
+    missing = []
+    for key, table in tables.items():
+        location = table.path if table is not None else None
+        local = local_path(location) if location else None
+        if local is not None and not os.path.exists(local):
+            missing.append(f"{key}.path {location!r} does not exist")
+    if missing:
+        raise SourceError("; ".join(missing))
 
 
 def join(base: str, name: str) -> str:
