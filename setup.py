@@ -42,6 +42,8 @@ setup(
         "bench": [*LOCAL_SPARK, "duckdb>=1.3,<3", "deltalake>=1.1,<2", "pyarrow>=18"],
         "docs": ["mkdocs==1.6.1", "mkdocs-material==9.8.1", "mkdocstrings-python==2.0.11"],
         "dev": ["ruff==0.17.6", "mypy==2.4.1"],
+        # scripts/build_dist.sh: the one-file spark-submit artifact (revseg and its deps)
+        "dist": ["pex==2.105.2"],
     },
     entry_points={"console_scripts": ["revseg=revseg.cli:entry_point"]},
     classifiers=[

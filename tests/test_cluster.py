@@ -1,9 +1,11 @@
 """spark-submit on a real Spark standalone cluster (a master and a worker on 127.0.0.1, the
 job's executor a process of its own, apart from the driver).
 
-The job is submitted as the README shows: Delta from --packages, revseg's package zip
-through --py-files, conf/cluster.yaml with the paths overridden (and the suite's settings
-for small data).
+The job is submitted as the spark-submit guide shows: Delta from --packages, revseg and
+its Python dependencies in one artifact (`dist/revseg.pex`, shipped with --files and run
+as the driver's and the executors' Python), conf/cluster.yaml with the paths overridden
+(and the suite's settings for small data). The pex runs on a bare Python (a venv without
+packages): revseg and PyYAML come from the artifact only.
 """
 
 from __future__ import annotations
@@ -139,13 +141,16 @@ def test_spark_submit_on_standalone_cluster(
     )
     lake = write_lake(sample_transactions(spark, spec), tmp_path / "lake")
     out = tmp_path / "out"
+    bare = tmp_path / "bare"  # a Python without revseg, PyYAML or pyspark
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
     subprocess.run(
         ["bash", str(REPO / "scripts" / "build_dist.sh")],
         check=True,
         cwd=REPO,
-        env=spark_env(),
+        env={**spark_env(), "PEX_SHEBANG": str(bare / "bin" / "python")},
         capture_output=True,
     )
+    pex = REPO / "dist" / "revseg.pex"
     command = [
         str(SPARK_HOME / "bin" / "spark-submit"),
         "--master",
@@ -164,9 +169,13 @@ def test_spark_submit_on_standalone_cluster(
         "spark.sql.shuffle.partitions=4",
         # the suite's settings for small data (interpreted expressions and the like)
         *[arg for key, value in SMALL_RUN_SETTINGS.items() for arg in ("--conf", f"{key}={value}")],
-        "--py-files",
-        str(REPO / "dist" / "revseg.zip"),
-        str(REPO / "jobs" / "segment_revenue.py"),
+        "--files",
+        str(pex),
+        "--conf",
+        "spark.pyspark.python=./revseg.pex",  # the executors': the copy --files gives each
+        "--conf",
+        f"spark.pyspark.driver.python={pex}",
+        str(REPO / "tests" / "fixtures" / "probe_then_run.py"),
         "--config",
         str(REPO / "conf" / "cluster.yaml"),
         "--set",
@@ -175,12 +184,24 @@ def test_spark_submit_on_standalone_cluster(
         f"output.path={out}",
     ]
     # Run from an unrelated directory: nothing may depend on the repository as cwd.
+    env = {k: v for k, v in spark_env().items() if not k.startswith("PYSPARK_")}
     done = subprocess.run(
-        command, cwd=tmp_path, env=spark_env(), capture_output=True, text=True, timeout=600
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "succeeded" in done.stdout
     assert f"master {cluster}" in done.stderr  # the platform's session, not a local one
+    probes = [
+        json.loads(line.removeprefix("executor: "))
+        for line in done.stdout.splitlines()
+        if line.startswith("executor: ")
+    ]
+    assert probes, done.stdout
+    for probe in probes:
+        assert probe["prefix"] == str(bare)  # the bare Python ...
+        assert probe["pex"].endswith("revseg.pex") and probe["pex"] != str(pex)  # ... the copy
+        for module in (probe["revseg"], probe["yaml"]):  # ... and modules from the artifact
+            assert "/pex/" in module and not module.startswith(str(REPO)), module
 
     segments = DeltaTable(str(out / "customer_segments"))
     assert segments.metadata().partition_columns == ["segment", "period"]
