@@ -130,3 +130,25 @@ def test_stages_tag_their_spark_jobs(spark: SparkSession) -> None:
         assert "revseg-stage-aggregate-and-cut-points" in spark.getTags()
     assert "revseg-stage-aggregate-and-cut-points" not in spark.getTags()
     assert "aggregate and cut points" in timer.seconds
+
+
+def test_where_caching_is_refused_the_run_recomputes_and_says_so(
+    spark: SparkSession,
+    lake: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Databricks serverless refuses `persist`: the same results, a line in the log."""
+    config = revseg.load_config(overrides={"periods.grains": ["year"], "revenue.fx_rates": None})
+    transactions = spark.read.parquet(lake).where(F.col("currency") == "USD")
+    cached = revseg.segment(transactions, config)
+
+    def refused(self: DataFrame, *args: Any) -> DataFrame:
+        raise RuntimeError("[NOT_SUPPORTED_WITH_SERVERLESS] PERSIST TABLE is not supported")
+
+    monkeypatch.setattr(type(transactions), "persist", refused)  # classic or Connect class
+    caplog.set_level("INFO", logger="revseg")
+    uncached = revseg.segment(transactions, config)
+    assert "is not cached ([NOT_SUPPORTED_WITH_SERVERLESS]" in caplog.text
+    assert frame_rows(uncached.customer_segments) == frame_rows(cached.customer_segments)
+    assert uncached.counts == cached.counts
