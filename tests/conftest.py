@@ -44,9 +44,9 @@ TEST_SPARK_SETTINGS = {
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that start processes of their own (the standalone cluster, the killed
-    runs) go first: with two workers (`scripts/test.sh`), the short tests then fill in
-    beside them instead of one of them running alone at the end."""
-    slow = ("test_cluster.py", "test_crash_and_concurrency.py")
+    runs, the Spark Connect server) go first: with two workers (`scripts/test.sh`), the
+    short tests then fill in beside them instead of one of them running alone at the end."""
+    slow = ("test_cluster.py", "test_crash_and_concurrency.py", "test_connect.py")
     items.sort(key=lambda item: 0 if item.path.name in slow else 1)
 
 

@@ -140,7 +140,8 @@ def test_where_caching_is_refused_the_run_recomputes_and_says_so(
 ) -> None:
     """Databricks serverless refuses `persist`: the same results, a line in the log."""
     config = revseg.load_config(overrides={"periods.grains": ["year"], "revenue.fx_rates": None})
-    transactions = spark.read.parquet(lake).where(F.col("currency") == "USD")
+    january = (F.col("currency") == "USD") & (F.col("transaction_date") < "2024-02-01")
+    transactions = spark.read.parquet(lake).where(january)
     cached = revseg.segment(transactions, config)
 
     def refused(self: DataFrame, *args: Any) -> DataFrame:
