@@ -11,6 +11,7 @@ carries the error class DELTA_CONCURRENT_*.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from pyspark.sql.types import StructType
 
 from revseg.errors import ConcurrentWriteError, TableError
 from revseg.io.delta_history import PERIOD_VALUE, history, latest_version
-from revseg.io.paths import redacting_logger
+from revseg.io.paths import join, local_path, redacting_logger
 from revseg.io.table_ref import TableRef
 from revseg.session import is_classic
 
@@ -57,10 +58,32 @@ def table_detail(spark: SparkSession, table: TableRef) -> Row | None:
     at a path: a foreign table by name is refused by `ensure_table`)."""
     if table.name is not None and not spark.catalog.tableExists(table.sql):
         return None
+    if table.path is not None and has_delta_log(spark, table.path) is False:
+        return None
     try:
         return spark.sql(f"DESCRIBE DETAIL {table.sql}").collect()[0]
     except AnalysisException:  # DELTA_MISSING_DELTA_TABLE: no Delta log at the path
         return None
+
+
+def has_delta_log(spark: SparkSession, path: str) -> bool | None:
+    """Whether `path` holds a Delta log, asked of the file system: a DESCRIBE of a path
+    without one fails, and Spark logs each failed query after a run's observed metrics as
+    an ERROR with a stack trace. None where only such a query can tell (a remote path
+    through Spark Connect)."""
+    log = join(path, "_delta_log")
+    local = local_path(log)
+    if local is not None:
+        return os.path.isdir(local)
+    if not is_classic(spark):
+        return None
+    # Classic only (checked above): Connect has no file-system call, and Hadoop's file
+    # system is the one that reads every URI Spark does (s3a://, abfss://, hdfs://).
+    context = spark.sparkContext  # classic only: see above
+    hadoop = context._jvm.org.apache.hadoop.fs  # type: ignore[union-attr]  # classic only
+    conf = context._jsc.hadoopConfiguration()  # classic only
+    found = hadoop.Path(log)
+    return bool(found.getFileSystem(conf).exists(found))
 
 
 def is_delta_table(spark: SparkSession, table: TableRef) -> bool:
