@@ -201,7 +201,7 @@ def test_spark_submit_on_standalone_cluster(
         assert probe["prefix"] == str(bare)  # the bare Python ...
         assert probe["pex"].endswith("revseg.pex") and probe["pex"] != str(pex)  # ... the copy
         for module in (probe["revseg"], probe["yaml"]):  # ... and modules from the artifact
-            assert "/pex/" in module and not module.startswith(str(REPO)), module
+            assert "/pex/" in module and not module.startswith(f"{REPO}/"), module
 
     segments = DeltaTable(str(out / "customer_segments"))
     assert segments.metadata().partition_columns == ["segment", "period"]
