@@ -25,16 +25,17 @@ import inspect
 import os
 import re
 import sys
-import types
 import typing
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 from mkdocs.exceptions import PluginError
+
+from revseg.config.load import is_optional, strip_optional  # how the loader reads a hint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,22 +95,9 @@ def _first_paragraph(obj: Any) -> str:
 # -- config ---------------------------------------------------------------------------------
 
 
-def _is_optional(hint: Any) -> bool:
-    return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(
-        hint
-    )
-
-
-def _strip_optional(hint: Any) -> Any:
-    if _is_optional(hint):
-        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return inner
-    return hint
-
-
 def _type_name(hint: Any) -> str:
-    if _is_optional(hint):
-        return _type_name(_strip_optional(hint)) + " or `null`"
+    if is_optional(hint):
+        return _type_name(strip_optional(hint)) + " or `null`"
     if dataclasses.is_dataclass(hint):
         return "{" + ", ".join(f.name for f in dataclasses.fields(hint)) + "}"
     origin = typing.get_origin(hint)
@@ -170,11 +158,11 @@ def _config_keys() -> list[tuple[str, Any, Any, str]]:
         for f in dataclasses.fields(cls):
             key = prefix + f.name
             hint = hints[f.name]
-            inner = _strip_optional(hint)
+            inner = strip_optional(hint)
             default = _default(owner, f)
             top = section or key
             if dataclasses.is_dataclass(inner):
-                if _is_optional(hint):
+                if is_optional(hint):
                     found.append((key, hint, default, top))
                     walk(
                         inner,
@@ -238,12 +226,12 @@ def config_reference() -> str:
         text, values = _entry(key, described[key])
         kind = _type_name(hint)
         if values:
-            each = "each one of" if typing.get_origin(_strip_optional(hint)) is tuple else "one of"
+            each = "each one of" if typing.get_origin(strip_optional(hint)) is tuple else "one of"
             kind += f", {each} " + ", ".join(_code(v) for v in values)
         section_rows.setdefault(section, []).append([_code(key), kind, _shown(default), text])
     for section, rows in section_rows.items():
         out.append(f"## `{section}`\n")
-        inner = _strip_optional(hints[section])
+        inner = strip_optional(hints[section])
         if dataclasses.is_dataclass(inner):
             out.append(_first_paragraph(inner) + "\n")
         out.append(_table(["key", "type", "default", "meaning"], rows) + "\n")

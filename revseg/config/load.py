@@ -157,7 +157,7 @@ def _split_key(key: str) -> list[str]:
             return parts
         if _is_mapping(hint):
             return [*parts[: i + 1], ".".join(parts[i + 1 :])] if i + 1 < len(parts) else parts
-        cls = _strip_optional(hint)
+        cls = strip_optional(hint)
     return parts
 
 
@@ -189,10 +189,10 @@ def _build(cls: Any, raw: Any, path: str) -> Any:
 
 def _coerce(hint: Any, value: Any, path: str) -> Any:
     """Check one value against its declared type, converting where YAML is loose."""
-    if _is_optional(hint):
+    if is_optional(hint):
         if value is None:
             return None
-        hint = _strip_optional(hint)
+        hint = strip_optional(hint)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{path}.")
     if _is_mapping(hint):
@@ -272,21 +272,21 @@ def _scalar_text(value: Any, path: str) -> str:
     raise ConfigError(f"config key '{path}': expected a single value, got {_kind(value)}")
 
 
-def _is_optional(hint: Any) -> bool:
+def is_optional(hint: Any) -> bool:
     return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(
         hint
     )
 
 
-def _strip_optional(hint: Any) -> Any:
-    if _is_optional(hint):
+def strip_optional(hint: Any) -> Any:
+    if is_optional(hint):
         (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
         return inner
     return hint
 
 
 def _is_mapping(hint: Any) -> bool:
-    return typing.get_origin(_strip_optional(hint)) is Mapping
+    return typing.get_origin(strip_optional(hint)) is Mapping
 
 
 def _kind(value: Any) -> str:
