@@ -9,6 +9,7 @@ from setuptools import find_packages, setup
 INIT = (Path(__file__).parent / "revseg" / "__init__.py").read_text()
 VERSION = re.search(r'^__version__ = "([^"]+)"', INIT, re.M).group(1)
 LOCAL_SPARK = ["pyspark==4.1.1", "delta-spark==4.3.1"]
+CLV = ["scipy==1.17.1", "numpy>=1.26,<3", "pandas>=2.2,<4", "pyarrow>=18"]
 
 setup(
     name="revseg",
@@ -28,8 +29,11 @@ setup(
         "local": LOCAL_SPARK,
         # A Spark Connect client (the tests run the job through a local Connect server).
         "connect": ["pyspark[connect]==4.1.1"],
+        # Predictive CLV: the fits on the driver (scipy), the scores in pandas UDFs.
+        "clv": CLV,
         "test": [
             *LOCAL_SPARK,
+            *CLV,
             "pyspark[connect]==4.1.1",
             "pytest>=8,<10",
             "pytest-xdist==3.8.0",

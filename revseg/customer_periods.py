@@ -175,6 +175,65 @@ def customer_period_rows(
     dimensions = tuple(
         dict.fromkeys(TOP_DIMENSIONS[t] for t in tops if TOP_DIMENSIONS[t] not in groups)
     )
+    counted = counted_transactions(source, columns, options, dimensions, measures)
+    observations, unique = {"input": counted.observation}, counted.unique
+    if plan is not None:
+        # Decided on the kept copy, after refunds moved to their sale: a refund read from
+        # after the range may belong to a sale inside it, and a copy inside the range may
+        # be one of a transaction kept (and counted) before it.
+        in_range = in_read_months(plan)
+        observations["range"] = Observation("range")
+        unique = unique.observe(
+            observations["range"],
+            F.coalesce(F.sum(F.when(~in_range, F.col("copies"))), F.lit(0)).alias(OUTSIDE_KEPT),
+        ).where(in_range)
+    observations["unique"] = Observation("unique")
+    unique = unique.observe(
+        observations["unique"],
+        *kept_counts(options.refunds_to_sale),
+        *revenue_by_grain(grains, plan),
+        # names the duplicated transactions for the quarantine pass (few: they are capped
+        # by quality.max_quarantine_fraction before anything is written)
+        F.collect_list(F.when(F.col("copies") > 1, transaction_key())).alias(DUPLICATE_KEYS),
+    )
+    by_week = any(grain.name == "week" for grain in grains)
+    cached = []
+    if tops:
+        # Read twice, by the month aggregates and by the top values: kept, not recomputed.
+        unique = persisted(unique, "the de-duplicated transactions")
+        cached.append(unique)
+    months = month_aggregates(unique, groups, measures, by_week)
+    key_runs = {g.name: plan.key_runs(g) for g in grains} if plan is not None else None
+    customer_periods = roll_up(with_customer_first(months), grains, key_runs, groups, measures)
+    if tops:
+        keys = ["customer_id", *groups, "grain_idx", "period_key"]
+        customer_periods = customer_periods.join(
+            top_values(unique, tops, grains, key_runs, groups), keys, "left"
+        )
+    return PeriodRows(customer_periods, observations, tuple(cached), counted.read)
+
+
+class CountedTransactions(NamedTuple):
+    """The transactions a run counts, de-duplicated (one row per customer and transaction,
+    partitioned by customer; lazy), with the observation of the rows read and, for a run
+    in which no row reached it, the rows read with their counts."""
+
+    unique: DataFrame
+    observation: Observation
+    read: tuple[DataFrame, tuple[Column, ...]]
+
+
+def counted_transactions(
+    source: DataFrame,
+    columns: Mapping[str, str],
+    options: PassOptions,
+    dimensions: Sequence[str] = (),
+    measures: Sequence[str] = (),
+) -> CountedTransactions:
+    """Transactions as read -> the valid ones, converted, refunds booked as configured,
+    copies merged: what the segments count and the CLV summary models. The rows read are
+    counted by reason on the way (observation "input")."""
+    groups = options.groups
     checked = checked_transactions(source, columns, options)
     by_original = options.refunds_to_sale
     foreign = normalised_currency() != F.lit(options.reporting_currency)
@@ -199,7 +258,7 @@ def customer_period_rows(
         cost="reporting_cost",
     )
     valid = F.col("reason").isNull()
-    observations = {"input": Observation("input")}
+    observation = Observation("input")
     # Every valid row read takes part in de-duplication, also those of the days read beyond
     # the months (`prune_to_plan`): a copy there may be the one a full run keeps.
     input_counts = (
@@ -207,57 +266,28 @@ def customer_period_rows(
         F.count(F.when(valid & F.col("foreign"), 1)).alias(CONVERTED_ROWS),
     )
     read = facts
-    facts = facts.observe(observations["input"], *input_counts).where(valid)
-
+    facts = facts.observe(observation, *input_counts).where(valid)
     by_customer = facts.repartition("customer_id")
     if by_original:
         by_customer = attribute_refunds(by_customer)
     unique = deduplicate(by_customer, options.timezone, (*groups, *dimensions), measures)
-    if plan is not None:
-        # Decided on the kept copy, after refunds moved to their sale: a refund read from
-        # after the range may belong to a sale inside it, and a copy inside the range may
-        # be one of a transaction kept (and counted) before it.
-        in_range = in_read_months(plan)
-        observations["range"] = Observation("range")
-        unique = unique.observe(
-            observations["range"],
-            F.coalesce(F.sum(F.when(~in_range, F.col("copies"))), F.lit(0)).alias(OUTSIDE_KEPT),
-        ).where(in_range)
+    return CountedTransactions(unique, observation, (read, input_counts))
+
+
+def kept_counts(refunds_to_sale: bool) -> list[Column]:
+    """What is counted of the de-duplicated transactions: rows, extra copies, refunds (rows
+    and cents), refunds whose sale was not found, and the first and last month."""
     refund = F.col("is_refund")
-    observations["unique"] = Observation("unique")
-    unique = unique.observe(
-        observations["unique"],
+    unattributed = F.count(F.when(F.col("unattributed"), 1)).alias(UNATTRIBUTED_REFUNDS)
+    return [
         F.count(F.lit(1)).alias(VALID_ROWS),
         F.sum(F.col("copies") - 1).alias(DUPLICATE_ROWS),
         F.count(F.when(refund, 1)).alias(REFUND_ROWS),
         F.coalesce(-F.sum(F.when(refund, F.col("amount_cents"))), F.lit(0)).alias(REFUND_CENTS),
-        *(
-            [F.count(F.when(F.col("unattributed"), 1)).alias(UNATTRIBUTED_REFUNDS)]
-            if by_original
-            else []
-        ),
+        *([unattributed] if refunds_to_sale else []),
         F.min("month_idx").alias(FIRST_MONTH),
         F.max("month_idx").alias(LAST_MONTH),
-        *revenue_by_grain(grains, plan),
-        # names the duplicated transactions for the quarantine pass (few: they are capped
-        # by quality.max_quarantine_fraction before anything is written)
-        F.collect_list(F.when(F.col("copies") > 1, transaction_key())).alias(DUPLICATE_KEYS),
-    )
-    by_week = any(grain.name == "week" for grain in grains)
-    cached = []
-    if tops:
-        # Read twice, by the month aggregates and by the top values: kept, not recomputed.
-        unique = persisted(unique, "the de-duplicated transactions")
-        cached.append(unique)
-    months = month_aggregates(unique, groups, measures, by_week)
-    key_runs = {g.name: plan.key_runs(g) for g in grains} if plan is not None else None
-    customer_periods = roll_up(with_customer_first(months), grains, key_runs, groups, measures)
-    if tops:
-        keys = ["customer_id", *groups, "grain_idx", "period_key"]
-        customer_periods = customer_periods.join(
-            top_values(unique, tops, grains, key_runs, groups), keys, "left"
-        )
-    return PeriodRows(customer_periods, observations, tuple(cached), (read, input_counts))
+    ]
 
 
 def in_read_months(plan: PeriodPlan, month: Column | None = None) -> Column:

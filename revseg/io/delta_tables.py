@@ -265,7 +265,31 @@ def replace_periods(
     """
     if not periods:
         raise ValueError("replace_periods needs at least one period")
-    predicate = period_predicate(periods)
+    what = f"period(s) {', '.join(sorted(periods))}"
+    replace_where(
+        frame,
+        table,
+        period_predicate(periods),
+        what,
+        partition_columns,
+        run_id,
+        parquet_settings,
+        txn,
+    )
+
+
+def replace_where(
+    frame: DataFrame,
+    table: TableRef,
+    predicate: str,
+    what: str,
+    partition_columns: Sequence[str],
+    run_id: str,
+    parquet_settings: Mapping[str, str] | None = None,
+    txn: Txn | None = None,
+) -> None:
+    """Replace the rows of the table that match `predicate` (a revseg-built SQL predicate
+    on partition columns; `what` names them in errors) with `frame`, in one commit."""
     writer = (
         frame.repartition(*partition_columns)
         .write.format("delta")
@@ -280,8 +304,8 @@ def replace_periods(
     except Exception as err:
         if any(marker in str(err) for marker in _CONFLICT_MARKERS):
             raise ConcurrentWriteError(
-                f"another run committed to {table} for period(s) {', '.join(sorted(periods))} "
-                "at the same time; nothing of this run was written there. Retry the run."
+                f"another run committed to {table} for {what} at the same time; nothing of "
+                "this run was written there. Retry the run."
             ) from None
         raise
 

@@ -1,0 +1,1 @@
+"""Predictive customer lifetime value: BG/NBD, Pareto/NBD and Gamma-Gamma."""
