@@ -6,6 +6,7 @@ From a notebook or a script:
     config = revseg.load_config("conf/local.yaml", overrides={"periods.grains": ["month"]})
     result = revseg.segment(transactions, config)   # DataFrames back, nothing written
     run = revseg.run(config)                         # the whole job, as `revseg run`
+    clv = revseg.predict_clv(config, calibration_end=date(2024, 6, 30))  # as `revseg clv`
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from revseg.errors import ConfigError, RevsegError
 __version__ = "0.2.0"
 
 if TYPE_CHECKING:
-    from revseg.api import Segmentation, run, segment
+    from revseg.api import Segmentation, predict_clv, run, segment
 
 __all__ = [
     "Config",
@@ -27,15 +28,16 @@ __all__ = [
     "Segmentation",
     "__version__",
     "load_config",
+    "predict_clv",
     "run",
     "segment",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """`segment`, `run` and `Segmentation` import pyspark: only when first used, so that
-    `import revseg` (and loading a config) works without it."""
-    if name in ("segment", "run", "Segmentation"):
+    """`segment`, `run`, `predict_clv` and `Segmentation` import pyspark: only when first
+    used, so that `import revseg` (and loading a config) works without it."""
+    if name in ("segment", "run", "predict_clv", "Segmentation"):
         from revseg import api
 
         return getattr(api, name)

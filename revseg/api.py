@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from revseg import checks, contract
+from revseg.clv_pipeline import ClvResult, run_clv
 from revseg.columns import check_column_types, resolve_columns
 from revseg.compute import computation
 from revseg.config import Config
@@ -131,6 +132,23 @@ def run(
     as_of = as_of or datetime.now(ZoneInfo(config.periods.timezone)).date()
     spark = spark or get_session(config.spark)
     return run_segmentation(spark, config, first, last, as_of=as_of, incremental=incremental)
+
+
+def predict_clv(
+    config: Config,
+    spark: SparkSession | None = None,
+    calibration_end: date | None = None,
+    holdout_end: date | None = None,
+) -> ClvResult:
+    """Predictive CLV, as `revseg clv` runs it: fit the `clv.models` on the calibration
+    window, score every customer, validate on the holdout (with `holdout_end`), and replace
+    the calibration date in customer_clv, clv_validation and clv_models.
+
+    >>> result = revseg.predict_clv(config, calibration_end=date(2024, 6, 30))
+    >>> result.fit("bgnbd").parameters, result.table_versions
+    """
+    spark = spark or get_session(config.spark)
+    return run_clv(spark, config, calibration_end, holdout_end)
 
 
 def _month(text: str | None, argument: str) -> Month | None:

@@ -1,6 +1,7 @@
 """The `revseg` command: parse arguments, get a session, call the pipeline, summarise.
 
-`revseg run` segments customers; `revseg generate` writes a sample lake. Errors that revseg
+`revseg run` segments customers; `revseg clv` fits and scores customer lifetime value;
+`revseg generate` writes a sample lake. Errors that revseg
 understands end the command with one line on stderr and a non-zero exit code.
 """
 
@@ -66,6 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: today there)",
     )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging, tracebacks")
+
+    clv = commands.add_parser(
+        "clv",
+        help="fit the CLV models, score every customer, write customer_clv, clv_models and "
+        "clv_validation",
+    )
+    _config_arguments(clv)
+    clv.add_argument(
+        "--calibration-end",
+        dest="calibration_end",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="last day of the calibration window, inside it (default: clv.calibration_end, "
+        "else the last day with a purchase)",
+    )
+    clv.add_argument(
+        "--holdout-end",
+        dest="holdout_end",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="last day of the holdout after the calibration: predictions are compared with "
+        "what happened until then (default: clv.holdout_end; none: no validation)",
+    )
 
     runs = commands.add_parser("runs", help="list recent runs from the run log")
     _config_arguments(runs)
@@ -145,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "clv":
+            return _clv(args)
         if args.command == "runs":
             return _runs(args)
         if args.command == "vacuum":
@@ -226,11 +252,32 @@ def _run(args: argparse.Namespace) -> int:
         check_local_inputs({"source": config.source, "revenue.fx_rates": config.revenue.fx_rates})
     spark = get_session(config.spark)
     result = run_segmentation(spark, config, first, last, as_of=as_of, incremental=args.incremental)
+    levels = [level.name for level in config.tiers.levels]
     if args.summary == "json":
         print(summary_json(result))
-        return 0
-    levels = [level.name for level in config.tiers.levels]
-    print(format_summary(result, levels, config.revenue.reporting_currency))
+    else:
+        print(format_summary(result, levels, config.revenue.reporting_currency))
+    if config.clv.enabled:  # after the segments: a failed fit leaves them written
+        from revseg.clv_pipeline import run_clv
+        from revseg.summary import format_clv_summary
+
+        clv = run_clv(spark, config, as_of=as_of)
+        print(format_clv_summary(clv, levels), file=sys.stderr if args.summary == "json" else None)
+    return 0
+
+
+def _clv(args: argparse.Namespace) -> int:
+    from revseg.clv_pipeline import run_clv
+    from revseg.io.paths import check_local_inputs
+    from revseg.session import get_session, will_build_local_session
+    from revseg.summary import format_clv_summary
+
+    config = _load(args)
+    if will_build_local_session(config.spark):
+        check_local_inputs({"source": config.source, "revenue.fx_rates": config.revenue.fx_rates})
+    spark = get_session(config.spark)
+    result = run_clv(spark, config, args.calibration_end, args.holdout_end)
+    print(format_clv_summary(result, [level.name for level in config.tiers.levels]))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql.types import (
     ArrayType,
+    BooleanType,
     DataType,
     DateType,
     DecimalType,
@@ -136,8 +137,69 @@ RUNS_SCHEMA = StructType(
     ]
 )
 
+CLV_MODELS = "clv_models"
+CUSTOMER_CLV = "customer_clv"
+CLV_VALIDATION = "clv_validation"
+_PARAMETERS = MapType(StringType(), DoubleType())
+CLV_MODELS_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("model", StringType(), False),
+        StructField("calibration_end", DateType(), False),
+        StructField("holdout_end", DateType(), True),
+        StructField("time_unit", StringType(), False),
+        StructField("customers", LongType(), False),
+        StructField("log_likelihood", DoubleType(), False),
+        StructField("converged", BooleanType(), False),
+        StructField("parameters", _PARAMETERS, False),
+        StructField("std_errors", _PARAMETERS, False),
+        StructField("method", StringType(), False),
+        StructField("summary_rows", LongType(), False),
+        StructField("clv_config_hash", StringType(), False),
+        StructField("fitted_at", TimestampType(), False),
+    ]
+)
+CUSTOMER_CLV_SCHEMA = StructType(
+    [
+        StructField("customer_id", StringType(), False),
+        StructField("calibration_end", DateType(), False),
+        StructField("first_purchase_date", DateType(), False),
+        StructField("frequency", IntegerType(), False),
+        StructField("recency", DoubleType(), False),
+        StructField("T", DoubleType(), False),
+        StructField("monetary_value", MONEY, True),
+        StructField("calibration_revenue", MONEY, False),
+        StructField("p_alive", DoubleType(), False),
+        StructField("expected_purchases", DoubleType(), False),
+        StructField("expected_avg_spend", MONEY, False),
+        StructField("clv", MONEY, False),
+        StructField("clv_segment", StringType(), False),
+        StructField("holdout_purchases", IntegerType(), True),
+        StructField("holdout_revenue", MONEY, True),
+        StructField("expected_holdout_purchases", DoubleType(), True),
+        StructField("run_id", StringType(), False),
+    ]
+)
+CLV_VALIDATION_SCHEMA = StructType(
+    [
+        StructField("calibration_end", DateType(), False),
+        StructField("holdout_end", DateType(), False),
+        StructField("model", StringType(), False),
+        StructField("kind", StringType(), False),
+        StructField("name", StringType(), False),
+        StructField("time_index", IntegerType(), True),
+        StructField("customers", LongType(), True),
+        StructField("actual", DoubleType(), True),
+        StructField("predicted", DoubleType(), True),
+        StructField("value", DoubleType(), True),
+        StructField("run_id", StringType(), False),
+    ]
+)
+CLV_PARTITIONS = ("calibration_end",)
+CLV_TABLES = (CUSTOMER_CLV, CLV_VALIDATION, CLV_MODELS)  # in the order a CLV run writes them
+
 # Every table revseg writes under output.path.
-ALL_TABLES = (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS, RUNS)
+ALL_TABLES = (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS, RUNS, *CLV_TABLES)
 
 # Columns every period row carries besides the metrics; used to order and key joins.
 PERIOD_KEYS = ("period_grain", "period")
@@ -158,6 +220,14 @@ def with_groups(schema: StructType, groups: tuple[str, ...]) -> StructType:
 __all__ = [
     "CANONICAL_COLUMNS",
     "CANONICAL_TYPES",
+    "CLV_MODELS",
+    "CLV_MODELS_SCHEMA",
+    "CLV_PARTITIONS",
+    "CLV_TABLES",
+    "CLV_VALIDATION",
+    "CLV_VALIDATION_SCHEMA",
+    "CUSTOMER_CLV",
+    "CUSTOMER_CLV_SCHEMA",
     "CUSTOMER_SEGMENTS",
     "CUSTOMER_SEGMENTS_PARTITIONS",
     "CUSTOMER_SEGMENTS_PROPERTIES",

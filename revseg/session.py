@@ -8,6 +8,7 @@ local mode, Delta from pip, loopback networking.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 
@@ -92,6 +93,9 @@ def build_local_session(settings: Mapping[str, str], app_name: str = "revseg") -
     from delta import configure_spark_with_delta_pip
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (pandas functions: the CLV scores) run this interpreter, whose
+    # environment has revseg's dependencies, not whichever `python3` is first on the PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = {**LOCAL_DEFAULTS, **settings}
     remote = conf.pop("spark.remote", None) or os.environ.get("SPARK_REMOTE")
     if remote and not remote.startswith("local"):

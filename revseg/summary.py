@@ -6,13 +6,16 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from revseg.config import NO_REVENUE_SEGMENT
 from revseg.contract import CUSTOMER_SEGMENTS, QUARANTINED_TRANSACTIONS, RUNS, TIER_BOUNDARIES
 from revseg.io.paths import redact
 from revseg.reasons import ROW_REASONS
 from revseg.result import SKIPPED, RunCounts, RunResult
+
+if TYPE_CHECKING:
+    from revseg.clv_pipeline import ClvResult
 
 PERIODS_SHOWN = 3
 
@@ -193,3 +196,61 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
 
 def _number(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def format_clv_summary(result: ClvResult, levels: Sequence[str]) -> str:
+    """A CLV run: each model's parameters (standard errors) and log-likelihood, the holdout
+    errors, and customers and predicted value per predictive segment (`levels`: the tier
+    names, highest first)."""
+    unit = result.time_unit
+    lines = [
+        f"clv run {result.run_id}: calibration to {result.calibration_end} (inclusive), "
+        f"{result.customers:,} customers ({result.repeat_customers:,} with repeat purchases), "
+        f"{result.summary_rows:,} distinct summary rows; time unit {unit}, horizon "
+        f"{result.horizon} {unit}s",
+        _counts_line(result.counts),
+    ]
+    if result.refund_only_days:
+        refunds = Decimal(result.refund_only_cents) / 100
+        lines.append(
+            f"refund-only days (no occasion; not in monetary values): "
+            f"{result.refund_only_days:,} ({refunds:,.2f} {result.currency})"
+        )
+    lines.append("")
+    for fit in result.fits:
+        shown = ", ".join(
+            f"{name} {value:.4f} (se {fit.std_errors[name]:.4f})"
+            for name, value in fit.parameters.items()
+        )
+        lines.append(
+            f"{fit.model:<12} {shown}; log-likelihood {fit.log_likelihood:,.2f} over "
+            f"{fit.customers:,} customers ({fit.method})"
+        )
+    metrics = {row.name: row for row in result.validation if row.kind == "metric"}
+    if metrics:
+        purchases, revenue = metrics["total_purchases"], metrics["total_revenue"]
+        lines += [
+            "",
+            f"holdout to {result.holdout_end}: repeat purchases actual "
+            f"{purchases.actual or 0:,.0f}, predicted {purchases.predicted or 0:,.1f}; MAE "
+            f"{_metric(metrics, 'mae_purchases'):.3f}, "
+            f"RMSE {_metric(metrics, 'rmse_purchases'):.3f}",
+            f"  revenue actual {revenue.actual or 0:,.2f}, predicted "
+            f"{revenue.predicted or 0:,.2f} {result.currency}; MAE "
+            f"{_metric(metrics, 'mae_revenue'):,.2f}, RMSE {_metric(metrics, 'rmse_revenue'):,.2f}",
+        ]
+    lines += ["", f"{'clv_segment':<14} {'customers':>12} {'predicted value':>20}"]
+    order = {name: i for i, name in enumerate([*levels, NO_REVENUE_SEGMENT])}
+    for seg in sorted(result.segments, key=lambda s: order.get(s.segment, len(order))):
+        value = Decimal(seg.clv_cents) / 100
+        lines.append(f"{seg.segment:<14} {seg.customers:>12,} {value:>20,.2f}")
+    lines.append("")
+    lines.append(
+        "tables: "
+        + ", ".join(f"{name} v{version}" for name, version in result.table_versions.items())
+    )
+    return redact("\n".join(lines))
+
+
+def _metric(metrics: dict[str, Any], name: str) -> float:
+    return float(metrics[name].value or 0.0)

@@ -351,6 +351,9 @@ def _schemas() -> dict[str, tuple[Any, tuple[str, ...]]]:
             contract.QUARANTINE_PARTITIONS,
         ),
         contract.RUNS: (contract.RUNS_SCHEMA, ()),
+        contract.CUSTOMER_CLV: (contract.CUSTOMER_CLV_SCHEMA, contract.CLV_PARTITIONS),
+        contract.CLV_VALIDATION: (contract.CLV_VALIDATION_SCHEMA, contract.CLV_PARTITIONS),
+        contract.CLV_MODELS: (contract.CLV_MODELS_SCHEMA, contract.CLV_PARTITIONS),
     }
     unknown = [name for name in contract.ALL_TABLES if name not in known]
     if unknown:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from revseg.config.load import config_from_dict, load_config
 from revseg.config.model import (
+    CLV_MODELS,
+    CLV_PURCHASE_MODELS,
+    CLV_TIME_UNITS,
     DEFAULT_LEVELS,
     DEFAULT_METRICS,
     FX_COLUMNS,
@@ -21,6 +24,7 @@ from revseg.config.model import (
     OPTIONAL_METRICS,
     REFUND_ATTRIBUTIONS,
     SOURCE_FORMATS,
+    ClvConfig,
     Config,
     FxRatesConfig,
     InputTable,
@@ -38,6 +42,9 @@ from revseg.config.model import (
 from revseg.config.rules import validate
 
 __all__ = [
+    "CLV_MODELS",
+    "CLV_PURCHASE_MODELS",
+    "CLV_TIME_UNITS",
     "DEFAULT_LEVELS",
     "DEFAULT_METRICS",
     "FX_COLUMNS",
@@ -47,6 +54,7 @@ __all__ = [
     "OPTIONAL_METRICS",
     "REFUND_ATTRIBUTIONS",
     "SOURCE_FORMATS",
+    "ClvConfig",
     "Config",
     "FxRatesConfig",
     "InputTable",

@@ -30,6 +30,11 @@ _UNFINGERPRINTED = "not_fingerprinted"
 # fingerprinted at its default whatever it holds, so that tuning memory does not make every
 # period look stale.
 NOT_FINGERPRINTED = {_UNFINGERPRINTED: True}
+_OWN = "own_fingerprint"
+# Metadata of a config section with a fingerprint of its own (`clv`): left out of the
+# config's fingerprint, so that it does not make the stored segments look stale, and
+# recorded with the tables it decides instead.
+OWN_FINGERPRINT = {_OWN: True}
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,46 @@ class QualityConfig:
     duplicate_reach_days: int = field(default=1, metadata=ADDED_LATER)
 
 
+CLV_MODELS = ("bgnbd", "pareto_nbd", "gamma_gamma")
+CLV_PURCHASE_MODELS = ("bgnbd", "pareto_nbd")
+# Days per time unit: a month is a twelfth of the Julian year, never 30 days.
+CLV_TIME_UNITS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12}
+
+
+@dataclass(frozen=True)
+class ClvConfig:
+    """Predictive customer lifetime value: which models, over which calibration window
+    (ending on `calibration_end`, inclusive) and horizon, in which time unit.
+
+    `calibration_end` and `holdout_end` are days (ISO dates in YAML); without
+    `calibration_end` a run uses `--calibration-end`, the run's as-of date, or the last day
+    with data, never the wall clock. `discount_rate` is an annual rate.
+    """
+
+    enabled: bool = False
+    models: tuple[str, ...] = ("bgnbd", "gamma_gamma")
+    calibration_end: date | None = None
+    holdout_end: date | None = None
+    time_unit: str = "week"
+    horizon: int = 52
+    discount_rate: float = 0.10
+
+    @property
+    def unit_days(self) -> float:
+        """Days in one `time_unit`."""
+        return CLV_TIME_UNITS[self.time_unit]
+
+    @property
+    def purchase_model(self) -> str:
+        """The model of the number of purchases that scores customers (the first listed)."""
+        return next(m for m in self.models if m in CLV_PURCHASE_MODELS)
+
+    def fingerprint(self) -> str:
+        """A stable hash of the CLV settings, recorded with the fitted models."""
+        canonical = json.dumps(to_plain(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole, validated configuration of a revseg run."""
@@ -231,6 +276,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     spark: Mapping[str, str] = field(default_factory=dict, metadata=NOT_FINGERPRINTED)
+    clv: ClvConfig = field(default_factory=ClvConfig, metadata=OWN_FINGERPRINT)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Config:
@@ -255,6 +301,8 @@ class Config:
         for f in dataclasses.fields(self):
             if f.metadata.get(_UNFINGERPRINTED):  # as 0.1.0 fingerprinted it when unset
                 plain[f.name] = to_plain(f.default_factory())  # type: ignore[operator]
+            if f.metadata.get(_OWN):
+                del plain[f.name]
         canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -6,12 +6,16 @@ import re
 import zoneinfo
 
 from revseg.config.model import (
+    CLV_MODELS,
+    CLV_PURCHASE_MODELS,
+    CLV_TIME_UNITS,
     FX_COLUMNS,
     MAX_ACCURACY,
     NO_REVENUE_SEGMENT,
     OPTIONAL_METRICS,
     REFUND_ATTRIBUTIONS,
     SOURCE_FORMATS,
+    ClvConfig,
     Config,
     InputTable,
     OutputConfig,
@@ -68,6 +72,7 @@ def validate(config: Config) -> None:
             f"{config.quality.duplicate_reach_days}"
         )
     _validate_quality(config.quality)
+    validate_clv(config.clv)
     for key in config.spark:
         if not key.startswith("spark."):
             raise ConfigError(f"config key 'spark.{key}': Spark settings start with 'spark.'")
@@ -255,4 +260,41 @@ def _validate_tiers(tiers: TiersConfig) -> None:
         )
 
 
-__all__ = ["validate"]
+def validate_clv(clv: ClvConfig) -> None:
+    """Check the `clv` section (also after `--calibration-end`/`--holdout-end` set it)."""
+    for i, model in enumerate(clv.models):
+        if model not in CLV_MODELS:
+            raise ConfigError(
+                f"config key 'clv.models[{i}]': unknown model {model!r}; expected one of "
+                f"{', '.join(CLV_MODELS)}"
+            )
+    if len(set(clv.models)) != len(clv.models):
+        raise ConfigError("config key 'clv.models': lists a model twice")
+    if not any(m in CLV_PURCHASE_MODELS for m in clv.models):
+        raise ConfigError(
+            "config key 'clv.models': needs a model of the number of purchases ("
+            f"{' or '.join(CLV_PURCHASE_MODELS)}); gamma_gamma models only their value"
+        )
+    if clv.time_unit not in CLV_TIME_UNITS:
+        raise ConfigError(
+            f"config key 'clv.time_unit': expected one of {', '.join(CLV_TIME_UNITS)}, got "
+            f"{clv.time_unit!r}"
+        )
+    if not 1 <= clv.horizon <= 100_000:
+        raise ConfigError(
+            f"config key 'clv.horizon': expected 1 to 100000 time units ({clv.time_unit}s), "
+            f"got {clv.horizon}"
+        )
+    if not 0 <= clv.discount_rate < 10:
+        raise ConfigError(
+            "config key 'clv.discount_rate': expected an annual rate such as 0.10 (10%), at "
+            f"least 0, got {clv.discount_rate}"
+        )
+    end, holdout = clv.calibration_end, clv.holdout_end
+    if holdout is not None and end is not None and holdout <= end:
+        raise ConfigError(
+            f"config key 'clv.holdout_end': {holdout} must be after clv.calibration_end ({end})"
+        )
+
+
+__all__ = ["validate", "validate_clv"]
