@@ -43,7 +43,15 @@ setup(
             "duckdb>=1.3,<3",
             "pyarrow>=18",
         ],
-        "bench": [*LOCAL_SPARK, "duckdb>=1.3,<3", "deltalake>=1.1,<2", "pyarrow>=18"],
+        # pymc-marketing: the peer the CLV benchmark compares with (never a dependency)
+        "bench": [
+            *LOCAL_SPARK,
+            *CLV,
+            "duckdb>=1.3,<3",
+            "deltalake>=1.1,<2",
+            "pyarrow>=18",
+            "pymc-marketing==0.19.2",
+        ],
         "docs": ["mkdocs==1.6.1", "mkdocs-material==9.8.1", "mkdocstrings-python==2.0.11"],
         "dev": ["ruff==0.17.6", "mypy==2.4.1"],
         # scripts/build_dist.sh: the one-file spark-submit artifact (revseg and its deps)

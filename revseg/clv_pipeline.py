@@ -34,11 +34,11 @@ from revseg.clv.scores import (
 from revseg.compute import StageTimer
 from revseg.config import ClvConfig, Config
 from revseg.config.rules import validate_clv
-from revseg.customer_periods import counted_transactions, kept_counts
+from revseg.customer_periods import counted_transactions, kept_counts, observed_metrics
 from revseg.errors import ConfigError, RunError
 from revseg.io.changes import delta_version
 from revseg.io.clv_tables import customer_totals, ensure_clv_tables, replace_calibration
-from revseg.io.inputs import read_inputs
+from revseg.io.inputs import Inputs, read_inputs
 from revseg.io.paths import redacting_logger
 from revseg.io.runs import now_utc
 from revseg.io.source import explain_read_failure
@@ -50,6 +50,9 @@ from revseg.result import RunCounts
 logger = redacting_logger(__name__)
 _EPOCH = date(1970, 1, 1)
 _TOTAL_CENTS = "clv_counted_cents"
+# Scored summary rows up to this many reach the customers by a broadcast join (about
+# 60 bytes each on the driver and every executor); more, by a shuffle join.
+BROADCAST_ROWS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ def _fit_score_write(
     spark: SparkSession,
     config: Config,
     clv: ClvConfig,
-    inputs: Any,
+    inputs: Inputs,
     outputs: Outputs,
     as_of: date | None,
     run_id: str | None,
@@ -157,7 +160,7 @@ def _fit_score_write(
     try:
         with timer("summary"):
             span = days.where(cs.is_occasion()).agg(F.max("day").alias("last")).first()
-            observed = {**_observed(counted.observation), **_observed(kept)}
+            observed = {**observed_metrics(counted.observation), **observed_metrics(kept)}
             counts = RunCounts.from_observed(observed)
             check_counts(config, counts)
             end = _calibration_end(clv, span["last"] if span else None, as_of)
@@ -205,7 +208,12 @@ def _fit_score_write(
                 unit_discount=cs.per_unit_discount(clv.discount_rate, clv.unit_days),
                 holdout_units=((holdout_day - end_day) / clv.unit_days) if holdout_day else None,
             )
-            scored = with_scores(customers, scored_rows(rows, score_options), spend_model)
+            scored = with_scores(
+                customers,
+                scored_rows(rows, score_options),
+                spend_model,
+                broadcast=len(purchase["customers"]) <= BROADCAST_ROWS,
+            )
             if holdout_day is not None:
                 actual = cs.holdout_actuals(days, end_day, holdout_day)
                 scored = scored.join(actual, "customer_id", "left").fillna(
@@ -262,15 +270,6 @@ def _fit_score_write(
         table_versions=versions,
         stage_seconds=timer.seconds,
     )
-
-
-def _observed(observation: Observation) -> dict[str, Any]:
-    try:
-        return dict(observation.get)
-    except Exception as err:  # no row reached the observed part of the plan
-        if "PythonSQLUtils.toPyRow" not in str(err):
-            raise
-        return {}
 
 
 def _calibration_end(clv: ClvConfig, last_day: int | None, as_of: date | None) -> date:

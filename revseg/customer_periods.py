@@ -136,7 +136,7 @@ class PeriodRows(NamedTuple):
         over `rows` has run)."""
         values: dict[str, Any] = {}
         for observation in self.observations.values():
-            values.update(_observed(observation))
+            values.update(observed_metrics(observation))
         if INPUT_ROWS not in values and self.read is not None:
             # No row was valid, and Spark skipped the observed stages after the empty
             # shuffle: the rows read are counted again, by themselves (a rare, small read).
@@ -147,7 +147,7 @@ class PeriodRows(NamedTuple):
         return RunCounts.from_observed(values), keys
 
 
-def _observed(observation: Observation) -> dict[str, Any]:
+def observed_metrics(observation: Observation) -> dict[str, Any]:
     """An observation's metrics; none when Spark never ran the part of the plan it observes
     (adaptive execution drops the stages after one that came out empty): no row got there."""
     try:

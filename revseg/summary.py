@@ -249,6 +249,10 @@ def format_clv_summary(result: ClvResult, levels: Sequence[str]) -> str:
         "tables: "
         + ", ".join(f"{name} v{version}" for name, version in result.table_versions.items())
     )
+    lines.append(
+        "stages: "
+        + ", ".join(f"{stage} {sec:.1f} s" for stage, sec in result.stage_seconds.items())
+    )
     return redact("\n".join(lines))
 
 

@@ -1,5 +1,7 @@
 """Benchmark revseg against an equivalent DuckDB query on the same sample lake.
 
+`--clv --customers N` runs the CLV benchmark instead (scripts/bench_clv.py).
+
 The DuckDB run is a yardstick: it does the same work in-process on one machine, so the
 ratio shows how much time revseg spends on Spark and Delta overhead. Both outputs are
 cross-checked so a fast but wrong result cannot go unnoticed.
@@ -257,6 +259,12 @@ def fmt(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and return the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--clv" in argv:  # the CLV benchmark: scripts/bench_clv.py
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_clv
+
+        return int(bench_clv.main([a for a in argv if a != "--clv"]))
     args = parse_args(argv)
     data_dir = args.data_dir if args.data_dir.is_absolute() else ROOT / args.data_dir
     lake = data_dir / f"lake-{args.rows}-seed{args.seed}"

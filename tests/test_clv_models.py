@@ -21,6 +21,7 @@ from scipy.special import hyp2f1
 
 from revseg.clv import models
 from revseg.clv.fit import FitError, fit_model
+from revseg.clv.simulate import purchase_times
 
 CDNOW = Path(__file__).parent / "fixtures" / "cdnow_sample.txt"
 CALIBRATION_END = date(1997, 9, 30)
@@ -197,3 +198,29 @@ def test_a_model_that_cannot_converge_is_named() -> None:
     data = {"x": np.zeros(50), "t_x": np.zeros(50), "T": np.linspace(5, 50, 50)}
     with pytest.raises(FitError, match="bgnbd did not converge"):
         fit_model("bgnbd", data, np.ones(50))
+
+
+@pytest.mark.parametrize(
+    ("model", "truth"),
+    [
+        ("bgnbd", {"r": 0.5, "alpha": 10.0, "a": 0.8, "b": 2.5}),
+        ("pareto_nbd", {"r": 0.55, "alpha": 10.5, "s": 0.6, "beta": 11.7}),
+    ],
+)
+def test_the_fit_recovers_parameters_within_their_standard_errors(
+    model: str, truth: dict[str, float]
+) -> None:
+    """100k customers drawn from the model in continuous time: every estimate within 3.5
+    standard errors of the truth (the fitter and its standard errors, without the day-level
+    summary's own bias; `test_clv_pipeline` checks the whole path)."""
+    rng = np.random.default_rng(17)
+    n = 100_000
+    T = 52 + rng.uniform(0, 12, n)
+    who, when = purchase_times(rng, model, truth, T)
+    x = np.bincount(who, minlength=n).astype(float)
+    t_x = np.zeros(n)
+    np.maximum.at(t_x, who, when)
+    rows, counts = np.unique(np.stack([x, t_x.round(2), T.round(2)], 1), axis=0, return_counts=True)
+    fit = fit_model(model, {"x": rows[:, 0], "t_x": rows[:, 1], "T": rows[:, 2]}, counts)
+    for name, value in truth.items():
+        assert abs(fit.parameters[name] - value) < 3.5 * fit.std_errors[name], name

