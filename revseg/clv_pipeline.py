@@ -37,7 +37,13 @@ from revseg.config.rules import validate_clv
 from revseg.customer_periods import counted_transactions, kept_counts, observed_metrics
 from revseg.errors import ConfigError, RunError
 from revseg.io.changes import delta_version
-from revseg.io.clv_tables import customer_totals, ensure_clv_tables, replace_calibration
+from revseg.io.clv_tables import (
+    check_alone,
+    clear_calibration,
+    customer_totals,
+    ensure_clv_tables,
+    replace_calibration,
+)
 from revseg.io.inputs import Inputs, read_inputs
 from revseg.io.paths import redacting_logger
 from revseg.io.runs import now_utc
@@ -156,7 +162,13 @@ def _fit_score_write(
         *kept_counts(options.refunds_to_sale),
         F.coalesce(F.sum("amount_cents"), F.lit(0)).alias(_TOTAL_CENTS),
     )
-    days = persisted(cs.occasions(unique, options.timezone), "the purchase days")
+    cached: list[DataFrame] = []  # released whatever happens
+
+    def cache(frame: DataFrame, what: str) -> DataFrame:
+        cached.append(persisted(frame, what))
+        return cached[-1]
+
+    days = cache(cs.occasions(unique, options.timezone), "the purchase days")
     try:
         with timer("summary"):
             span = days.where(cs.is_occasion()).agg(F.max("day").alias("last")).first()
@@ -168,7 +180,7 @@ def _fit_score_write(
             holdout_day = (clv.holdout_end - _EPOCH).days if clv.holdout_end else None
             totals = days.agg(cs.day_totals(days, end_day).alias("t")).first()
             placed = totals["t"] if totals is not None else None
-            customers = persisted(
+            customers = cache(
                 cs.calibration_customers(days, end_day, clv.unit_days), "the calibration summary"
             )
             rows = cs.purchase_rows(customers)
@@ -219,7 +231,7 @@ def _fit_score_write(
                 scored = scored.join(actual, "customer_id", "left").fillna(
                     0, ["holdout_purchases", "holdout_cents"]
                 )
-            scored = persisted(scored, "the scored customers")
+            scored = cache(scored, "the scored customers")
             levels = config.tiers.levels
             cuts = clv_cut_points(scored, levels, config.tiers.accuracy)
             segmented = scored.withColumn(
@@ -246,10 +258,9 @@ def _fit_score_write(
                 {**{f.model: len(purchase["customers"]) for f in fits}, GAMMA_GAMMA: spend_rows_n},
                 (n_customers, int(placed["calibration"]) if placed else 0),
             )
-        unpersisted(scored)
-        unpersisted(customers)
     finally:
-        unpersisted(days)
+        for frame in cached:
+            unpersisted(frame)
     return ClvResult(
         run_id=run_id,
         calibration_end=end,
@@ -406,6 +417,8 @@ def _write(
     """customer_clv (read back: its customers and calibration revenue must be the
     summary's), clv_validation (with a holdout), then clv_models."""
     versions = {}
+    # The date is complete when clv_models has its rows: none until this run's are written.
+    clear_calibration(spark, outputs, contract.CLV_MODELS, end)
     frame = customer_rows(segmented, end, run_id, clv.holdout_end is not None)
     committed = replace_calibration(spark, outputs, contract.CUSTOMER_CLV, frame, end, run_id)
     versions[contract.CUSTOMER_CLV] = committed.version
@@ -455,6 +468,7 @@ def _write(
     versions[contract.CLV_MODELS] = replace_calibration(
         spark, outputs, contract.CLV_MODELS, model_frame, end, run_id, len(fits)
     ).version
+    check_alone(spark, outputs, end, run_id)
     return versions
 
 

@@ -5,6 +5,7 @@ simulated in Spark."""
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -52,11 +53,13 @@ SCHEMA = (
 @pytest.fixture(scope="module")
 def cdnow_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("cdnow")
-    lake = write_lake(spark.createDataFrame(cdnow_rows(), SCHEMA), root / "lake")
+    lake = str(root / "lake")  # one file: 18 months of daily partitions cost more to list
+    spark.createDataFrame(cdnow_rows(), SCHEMA).coalesce(1).write.parquet(lake)
     config = load_config(
         None,
         [
             f"source.path={lake}",
+            "source.date_partition=null",
             f"output.path={root / 'out'}",
             "clv.models=[bgnbd, pareto_nbd, gamma_gamma]",
         ],
@@ -118,8 +121,6 @@ def test_cdnow_customer_clv_read_back_with_delta_rs(cdnow_run: Any) -> None:
         assert int(row["holdout_revenue"] * 100) == holdout_cents[customer]
         assert 0 <= row["p_alive"] <= 1 and row["expected_purchases"] >= 0
         assert row["clv"] >= 0 and row["run_id"] == result.run_id
-    # The paper's customer: x = 2, t_x = 30.43, T = 38.86 expects 1.226 purchases in 39
-    # weeks; here the horizon is 52 weeks, so more, and P(alive) is below 1.
     repeaters = [r for r in rows if r["frequency"] > 0]
     assert len(repeaters) == 946 + sum(1 for r in repeaters if r["monetary_value"] <= 0)
     segments = {r["clv_segment"] for r in rows}
@@ -129,6 +130,31 @@ def test_cdnow_customer_clv_read_back_with_delta_rs(cdnow_run: Any) -> None:
     by_segment = {s.segment: s for s in result.segments}
     assert sum(s.customers for s in by_segment.values()) == 2357
     assert sum(s.clv_cents for s in by_segment.values()) == sum(int(r["clv"] * 100) for r in rows)
+
+
+def test_cdnow_values_computed_by_hand(cdnow_run: Any) -> None:
+    """Each customer's expected purchases, p_alive and value, from the file and the fitted
+    parameters in plain numpy: 52 weeks, each week's expected purchases discounted at 10% a
+    year compounded weekly, times Gamma-Gamma's conditional mean."""
+    result, out = cdnow_run
+    bgnbd, gg = result.fit("bgnbd").parameters, result.fit("gamma_gamma").parameters
+    weekly = 1.10 ** (7 / 365.25) - 1
+    by_id = {r["customer_id"]: r for r in read_delta(out / contract.CUSTOMER_CLV)}
+    customers = cdnow_customers()
+    x, t_x, T = (np.array([c[i] for c in customers.values()], dtype=float) for i in range(3))
+    weeks = [np.zeros_like(x)]
+    weeks += [models.expected_purchases("bgnbd", bgnbd, k, x, t_x, T) for k in range(1, 53)]
+    discounted = sum((weeks[k] - weeks[k - 1]) / (1 + weekly) ** k for k in range(1, 53))
+    alive = models.p_alive("bgnbd", bgnbd, x, t_x, T)
+    p, q, gamma = gg["p"], gg["q"], gg["gamma"]
+    for i, (customer, (xi, _, _, m)) in enumerate(customers.items()):
+        row = by_id[customer]
+        own = m is not None and m > 0
+        spend = p * (gamma + xi * m) / (p * xi + q - 1) if own else p * gamma / (q - 1)
+        assert row["expected_purchases"] == pytest.approx(weeks[52][i], rel=1e-9)
+        assert row["p_alive"] == pytest.approx(alive[i], rel=1e-9)
+        assert abs(float(row["expected_avg_spend"]) - spend) <= 0.005 + 1e-9
+        assert abs(float(row["clv"]) - spend * discounted[i]) <= 0.005 + 1e-9, customer
 
 
 def test_cdnow_validation_against_the_file(cdnow_run: Any) -> None:
@@ -159,6 +185,12 @@ def test_cdnow_validation_against_the_file(cdnow_run: Any) -> None:
     calibration_repeats = sum(len(days) - 1 for days in calibration.values())
     last_calibration = [r for r in tracking if r["name"] == "calibration"][-1]
     assert last_calibration["actual"] == calibration_repeats
+    # predicted: each customer's E[X(t)], t from its first day to the unit's last day
+    firsts = np.array([(min(days) - EPOCH).days for days in calibration.values()], dtype=float)
+    for row, last in ((last_calibration, CALIBRATION_END), (tracking[-1], HOLDOUT_END)):
+        t = ((last - EPOCH).days - firsts) / 7
+        expected = models.unconditional_purchases("bgnbd", fit.parameters, t).sum()
+        assert row["predicted"] == pytest.approx(expected, rel=1e-9), last
     fitted = read_delta(out / contract.CLV_MODELS)
     assert {m["model"] for m in fitted} == {"bgnbd", "pareto_nbd", "gamma_gamma"}
     for m in fitted:
@@ -168,13 +200,16 @@ def test_cdnow_validation_against_the_file(cdnow_run: Any) -> None:
 
 
 def test_revseg_run_with_clv_enabled_replaces_the_calibration(
-    cdnow_run: Any, capsys: pytest.CaptureFixture[str]
+    cdnow_run: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """`clv.enabled` runs the CLV after the segments; a second CLV run of the same date
     (no holdout now, the default models) replaces all three tables' rows of it."""
-    result, out = cdnow_run
-    lake = str(out.parent / "lake")
+    result, fixture_out = cdnow_run
+    out = tmp_path / "out"  # a copy: the module's other tests read the fixture's tables
+    shutil.copytree(fixture_out, out)
+    lake = str(fixture_out.parent / "lake")
     args = ["--set", f"source.path={lake}", "--set", f"output.path={out}"]
+    args += ["--set", "source.date_partition=null", "--set", "periods.grains=[year]"]
     code = main(
         ["run", *args, "--set", "clv.enabled=true", "--set", "clv.calibration_end=1997-09-30"]
     )
@@ -301,7 +336,7 @@ def test_parameters_recovered_from_customers_simulated_in_spark(
     (Day-level occasions merge a few purchases, which biases the rates by a few percent:
     more than the standard errors at 1M customers; the fitter itself is checked to within
     standard errors on continuous times in test_clv_models.)"""
-    simulation = Simulation(RECOVERY, model, parameters, seed=11)
+    simulation = Simulation(RECOVERY, model, parameters, seed=11, partitions=2)
     source = simulated_transactions(spark, simulation)
     config = load_config(None, [])
     counted = counted_transactions(

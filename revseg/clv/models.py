@@ -79,8 +79,7 @@ def bgnbd_expected_purchases(
     """E[purchases in (T, T + t] | x, t_x, T] (FHL 2005, eq. 10)."""
     t, x, t_x, T = _arrays(t, x, t_x, T)
     z = t / (alpha + T + t)
-    ratio = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
-    head = (a + b + x - 1) / (a - 1) * (1 - ratio * hyp2f1(r + x, b + x, a + b + x - 1, z))
+    head = (a + b + x - 1) / (a - 1) * (1 - _bgnbd_ratio_hyp2f1(r, a, b, x, z))
     repeat = x > 0
     odds = np.where(
         repeat,
@@ -97,10 +96,18 @@ def bgnbd_unconditional_purchases(
 ) -> Array:
     """E[X(t)]: purchases in the first t after a customer's first (FHL 2005, eq. 9)."""
     (t,) = _arrays(t)
-    ratio = np.exp(r * (np.log(alpha) - np.log(alpha + t)))
     z = t / (alpha + t)
+    ratio_hyp = _bgnbd_ratio_hyp2f1(r, a, b, np.zeros_like(z), z)
+    return np.asarray((a + b - 1) / (a - 1) * (1 - ratio_hyp), dtype=np.float64)
+
+
+def _bgnbd_ratio_hyp2f1(r: float, a: float, b: float, x: Array, z: Array) -> Array:
+    """(1 - z)^(r + x) * 2F1(r + x, b + x; a + b + x - 1; z), by Euler's transformation:
+    (1 - z)^(a - 1) * 2F1(a + b - 1 - r, a - 1; a + b + x - 1; z). The direct form
+    multiplies an underflow by an overflow for heavy buyers over long horizons (NaN); this
+    one is finite there, and the same to 1e-12 elsewhere."""
     return np.asarray(
-        (a + b - 1) / (a - 1) * (1 - ratio * hyp2f1(r, b, a + b - 1, z)), dtype=np.float64
+        np.power(1 - z, a - 1) * hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z), dtype=np.float64
     )
 
 

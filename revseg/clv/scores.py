@@ -53,11 +53,11 @@ def row_scores(
     t_x = np.asarray(recency_days, dtype=np.float64) / options.unit_days
     T = np.asarray(age_days, dtype=np.float64) / options.unit_days
     model, parameters = options.model, options.parameters
-    cumulative = [np.zeros_like(x)]
-    for k in range(1, options.horizon + 1):
-        cumulative.append(models.expected_purchases(model, parameters, float(k), x, t_x, T))
-    steps = np.diff(np.vstack(cumulative), axis=0)
-    factors = (1.0 + options.unit_discount) ** -np.arange(1, options.horizon + 1)
+    previous, discounted = np.zeros_like(x), np.zeros_like(x)
+    for k in range(1, options.horizon + 1):  # a running sum: memory of one step, not all
+        current = models.expected_purchases(model, parameters, float(k), x, t_x, T)
+        discounted += (current - previous) / (1.0 + options.unit_discount) ** k
+        previous = current
     holdout = (
         models.expected_purchases(model, parameters, options.holdout_units, x, t_x, T)
         if options.holdout_units is not None
@@ -65,8 +65,8 @@ def row_scores(
     )
     return {
         "p_alive": models.p_alive(model, parameters, x, t_x, T),
-        "expected_purchases": cumulative[-1],
-        "discounted_purchases": factors @ steps,
+        "expected_purchases": previous,
+        "discounted_purchases": discounted,
         "expected_holdout_purchases": holdout,
     }
 
@@ -87,6 +87,9 @@ def scored_rows(rows: DataFrame, options: ScoreOptions) -> DataFrame:
                 keys["recency_days"].to_numpy(),
                 keys["age_days"].to_numpy(),
             )
+            for name, values in found.items():
+                if name != "expected_holdout_purchases" and not np.all(np.isfinite(values)):
+                    raise FloatingPointError(f"{name} is not finite for some summary rows")
             yield pd.concat([keys.reset_index(drop=True), pd.DataFrame(found)], axis=1)
 
     return rows.select(*SUMMARY_KEYS).mapInPandas(score, SCORED_SCHEMA)  # type: ignore[arg-type]

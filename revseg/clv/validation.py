@@ -131,20 +131,22 @@ def tracking(
     holdout_day: int,
     unit_days: float,
 ) -> list[ValidationRow]:
-    """Cumulative repeat occasions at the end of each time unit since `origin_day`, actual
-    against predicted: each first-purchase cohort contributes its size times E[X(t)], t the
-    time since its first day. Units ending after `end_day` are the holdout's."""
+    """Cumulative repeat occasions up to the last day of each time unit since `origin_day`,
+    actual against predicted: each first-purchase cohort contributes its size times E[X(t)],
+    t = (that last day - its first day) / unit, as T is reckoned (a purchase on the last day
+    is inside). Units whose last day is after `end_day` are the holdout's."""
     units = math.ceil((holdout_day + 1 - origin_day) / unit_days)
     first_days = np.array(sorted(cohorts), dtype=np.float64)
     sizes = np.array([cohorts[d] for d in sorted(cohorts)], dtype=np.float64)
     rows, actual = [], 0
     for k in range(units):
-        boundary = min(origin_day + (k + 1) * unit_days, holdout_day + 1.0)
+        # the days d with floor((d - origin) / unit) <= k, as `repeat_days_per_unit` counts
+        last_day = min(math.ceil(origin_day + (k + 1) * unit_days) - 1, holdout_day)
         actual += repeats.get(k, 0)
-        t = np.clip((boundary - first_days) / unit_days, 0.0, None)
+        t = np.clip((last_day - first_days) / unit_days, 0.0, None)
         expected = models.unconditional_purchases(model, parameters, t)
         predicted = float(np.dot(sizes, np.where(t > 0, expected, 0.0)))
-        period = "calibration" if boundary <= end_day + 1 else "holdout"
+        period = "calibration" if last_day <= end_day else "holdout"
         rows.append(ValidationRow(TRACKING, period, k, int(sizes.sum()), float(actual), predicted))
     return rows
 

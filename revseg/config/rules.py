@@ -30,6 +30,7 @@ from revseg.errors import ConfigError
 from revseg.money import MINOR_UNITS
 from revseg.names import CANONICAL_COLUMNS, GROUP_COLUMNS, SUPPORTED_GRAINS, name_parts
 
+MAX_HORIZON = 5000  # time units: 13 years of days, 96 of weeks
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEGMENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -280,10 +281,10 @@ def validate_clv(clv: ClvConfig) -> None:
             f"config key 'clv.time_unit': expected one of {', '.join(CLV_TIME_UNITS)}, got "
             f"{clv.time_unit!r}"
         )
-    if not 1 <= clv.horizon <= 100_000:
+    if not 1 <= clv.horizon <= MAX_HORIZON:
         raise ConfigError(
-            f"config key 'clv.horizon': expected 1 to 100000 time units ({clv.time_unit}s), "
-            f"got {clv.horizon}"
+            f"config key 'clv.horizon': expected 1 to {MAX_HORIZON} time units "
+            f"({clv.time_unit}s; the scores cost one closed form per unit), got {clv.horizon}"
         )
     if not 0 <= clv.discount_rate < 10:
         raise ConfigError(

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from revseg import contract
-from revseg.errors import TableError
+from revseg.errors import ConcurrentWriteError, TableError
 from revseg.io.delta_history import committed_version
 from revseg.io.delta_tables import (
     KEPT_HISTORY,
@@ -62,7 +62,7 @@ def replace_calibration(
     committed version back and fail if it does not hold `expected_rows` rows there (rows
     -1: not counted)."""
     table = outputs.table(name)
-    predicate = f"calibration_end = DATE'{calibration_end.isoformat()}'"
+    predicate = _predicate(calibration_end)
     shaped = frame.select(*_SCHEMAS[name].fieldNames())
     replace_where(
         shaped,
@@ -106,3 +106,40 @@ def customer_totals(
         .first()
     )
     return (0, 0) if row is None else (int(row["customers"]), int(row["cents"]))
+
+
+def _predicate(calibration_end: date) -> str:
+    return f"calibration_end = DATE'{calibration_end.isoformat()}'"
+
+
+def clear_calibration(
+    spark: SparkSession, outputs: Outputs, name: str, calibration_end: date
+) -> None:
+    """Delete the table's rows of `calibration_end` (Delta's DELETE; nothing when none)."""
+    table = outputs.table(name)
+    if table.read(spark).where(F.col("calibration_end") == F.lit(calibration_end)).isEmpty():
+        return
+    spark.sql(f"DELETE FROM {table.sql} WHERE {_predicate(calibration_end)}")
+
+
+def check_alone(spark: SparkSession, outputs: Outputs, calibration_end: date, run_id: str) -> None:
+    """After the last commit: the date's rows of all three tables are this run's, as the
+    tables are now; another CLV run of the same date committing in between fails this one
+    (its rows and this run's would be mixed)."""
+    found: set[str] = set()
+    for name in contract.CLV_TABLES:
+        rows = (
+            outputs.table(name)
+            .read(spark)
+            .where(F.col("calibration_end") == F.lit(calibration_end))
+            .select("run_id")
+            .distinct()
+            .collect()
+        )
+        found |= {row["run_id"] for row in rows}
+    others = sorted(found - {run_id})
+    if others:
+        raise ConcurrentWriteError(
+            f"CLV run(s) {', '.join(others)} wrote calibration_end {calibration_end} while run "
+            f"{run_id} did: the tables hold rows of both. Run the CLV of that date again."
+        )
