@@ -10,13 +10,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from revseg import checks, contract
-from revseg.clv_pipeline import ClvResult, run_clv
 from revseg.columns import check_column_types, resolve_columns
 from revseg.compute import computation
 from revseg.config import Config
@@ -27,6 +27,9 @@ from revseg.pipeline import check_counts, pass_options, run_segmentation
 from revseg.result import RunCounts, RunResult
 from revseg.segmentation import in_boundary_order
 from revseg.session import get_session
+
+if TYPE_CHECKING:  # the CLV needs the clv extra (scipy): imported when first called
+    from revseg.clv_pipeline import ClvResult
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ def predict_clv(
     >>> result = revseg.predict_clv(config, calibration_end=date(2024, 6, 30))
     >>> result.fit("bgnbd").parameters, result.table_versions
     """
+    from revseg.clv_pipeline import run_clv
+
     spark = spark or get_session(config.spark)
     return run_clv(spark, config, calibration_end, holdout_end)
 

@@ -258,16 +258,26 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(result, levels, config.revenue.reporting_currency))
     if config.clv.enabled:  # after the segments: a failed fit leaves them written
-        from revseg.clv_pipeline import run_clv
         from revseg.summary import format_clv_summary
 
-        clv = run_clv(spark, config, as_of=as_of)
+        clv = _clv_runner()(spark, config, as_of=as_of)
         print(format_clv_summary(clv, levels), file=sys.stderr if args.summary == "json" else None)
     return 0
 
 
+def _clv_runner() -> Any:
+    """`run_clv`, or a clear error when the `clv` extra's packages are missing."""
+    try:
+        from revseg.clv_pipeline import run_clv
+    except ImportError as err:
+        raise ConfigError(
+            f"revseg clv needs the packages of the clv extra ({err.name or err} is missing): "
+            'pip install "revseg[clv]" (scipy, numpy, pandas, pyarrow)'
+        ) from None
+    return run_clv
+
+
 def _clv(args: argparse.Namespace) -> int:
-    from revseg.clv_pipeline import run_clv
     from revseg.io.paths import check_local_inputs
     from revseg.session import get_session, will_build_local_session
     from revseg.summary import format_clv_summary
@@ -275,6 +285,7 @@ def _clv(args: argparse.Namespace) -> int:
     config = _load(args)
     if will_build_local_session(config.spark):
         check_local_inputs({"source": config.source, "revenue.fx_rates": config.revenue.fx_rates})
+    run_clv = _clv_runner()
     spark = get_session(config.spark)
     result = run_clv(spark, config, args.calibration_end, args.holdout_end)
     print(format_clv_summary(result, [level.name for level in config.tiers.levels]))
