@@ -181,7 +181,8 @@ def _fit_score_write(
             totals = days.agg(cs.day_totals(days, end_day).alias("t")).first()
             placed = totals["t"] if totals is not None else None
             customers = cache(
-                cs.calibration_customers(days, end_day, clv.unit_days), "the calibration summary"
+                cs.calibration_customers(days, end_day, clv.unit_days, holdout_day),
+                "the calibration summary",
             )
             rows = cs.purchase_rows(customers)
             purchase = _columns(rows, ("frequency", "recency_days", "age_days"))
@@ -220,17 +221,15 @@ def _fit_score_write(
                 unit_discount=cs.per_unit_discount(clv.discount_rate, clv.unit_days),
                 holdout_units=((holdout_day - end_day) / clv.unit_days) if holdout_day else None,
             )
+            # The distinct rows as the driver holds them: a frame of their own (a join of two
+            # frames that both descend from the observed transactions fails on Connect).
+            distinct = _rows_frame(spark, purchase, ("frequency", "recency_days", "age_days"))
             scored = with_scores(
                 customers,
-                scored_rows(rows, score_options),
+                scored_rows(distinct, score_options),
                 spend_model,
                 broadcast=len(purchase["customers"]) <= BROADCAST_ROWS,
             )
-            if holdout_day is not None:
-                actual = cs.holdout_actuals(days, end_day, holdout_day)
-                scored = scored.join(actual, "customer_id", "left").fillna(
-                    0, ["holdout_purchases", "holdout_cents"]
-                )
             scored = cache(scored, "the scored customers")
             levels = config.tiers.levels
             cuts = clv_cut_points(scored, levels, config.tiers.accuracy)
@@ -316,6 +315,16 @@ def _columns(rows: DataFrame, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     return {n: table.column(n).to_numpy().astype(np.float64) for n in (*keys, "customers")}
 
 
+def _rows_frame(
+    spark: SparkSession, columns: dict[str, np.ndarray], keys: tuple[str, ...]
+) -> DataFrame:
+    """Summary rows held on the driver as a Spark frame (through Arrow), integer keys."""
+    import pyarrow as pa
+
+    table = pa.table({k: pa.array(columns[k].astype(np.int32)) for k in keys})
+    return spark.createDataFrame(table)
+
+
 def _fits(clv: ClvConfig, purchase: dict[str, np.ndarray]) -> list[Fit]:
     data = {
         "x": purchase["frequency"],
@@ -353,7 +362,7 @@ def _validation(
 ) -> list[cv.ValidationRow]:
     cohorts = cv.cohort_sizes(customers)
     origin = min(cohorts)
-    repeats = cv.repeat_days_per_unit(days, customers, origin, holdout_day, clv.unit_days)
+    repeats = cv.repeat_days_per_unit(days, end_day, holdout_day, origin, clv.unit_days)
     return [
         *cv.error_metrics(scored),
         *cv.frequency_buckets(scored),
@@ -431,17 +440,21 @@ def _write(
             "the CLV again"
         )
     holdout = clv.holdout_end
-    validation_frame = spark.createDataFrame(
-        [
-            (end, holdout, clv.purchase_model, *_validation_values(row), run_id)
-            for row in validation
-            if holdout is not None
-        ],
-        contract.CLV_VALIDATION_SCHEMA,
-    )
-    versions[contract.CLV_VALIDATION] = replace_calibration(
-        spark, outputs, contract.CLV_VALIDATION, validation_frame, end, run_id, len(validation)
-    ).version
+    if holdout is None or not validation:
+        # No holdout: an earlier run's validation of the date goes (an empty replaceWhere
+        # into a date without rows makes no commit at all, so none is written)
+        clear_calibration(spark, outputs, contract.CLV_VALIDATION, end)
+    else:
+        validation_frame = spark.createDataFrame(
+            [
+                (end, holdout, clv.purchase_model, *_validation_values(row), run_id)
+                for row in validation
+            ],
+            contract.CLV_VALIDATION_SCHEMA,
+        )
+        versions[contract.CLV_VALIDATION] = replace_calibration(
+            spark, outputs, contract.CLV_VALIDATION, validation_frame, end, run_id, len(validation)
+        ).version
     fitted_at = now_utc()
     model_frame = spark.createDataFrame(
         [

@@ -239,7 +239,12 @@ def test_revseg_clv_names_a_wrong_key(capsys: pytest.CaptureFixture[str], tmp_pa
 
 
 def _summary(
-    spark: SparkSession, rows: list[tuple[Any, ...]], end: date, unit_days: float, *overrides: str
+    spark: SparkSession,
+    rows: list[tuple[Any, ...]],
+    end: date,
+    unit_days: float,
+    *overrides: str,
+    holdout: date | None = None,
 ) -> dict[str, Any]:
     config = load_config(None, ["quality.max_quarantine_fraction=1", *overrides])
     schema = SCHEMA + ", transaction_type string, original_transaction_id string"
@@ -247,7 +252,8 @@ def _summary(
     columns = {c: c for c in source.columns}
     counted = counted_transactions(source, columns, pass_options(config, None, None))
     days = cs.occasions(counted.unique, config.periods.timezone)
-    found = cs.calibration_customers(days, (end - EPOCH).days, unit_days).collect()
+    holdout_day = (holdout - EPOCH).days if holdout else None
+    found = cs.calibration_customers(days, (end - EPOCH).days, unit_days, holdout_day).collect()
     return {r["customer_id"]: r.asDict() for r in found}
 
 
@@ -289,8 +295,13 @@ def test_conventions_on_hand_built_rows(spark: SparkSession) -> None:
     months = _summary(spark, rows, end, 365.25 / 12)
     assert months["a"]["T"] == pytest.approx(28 / (365.25 / 12))
     # in a time zone ahead of UTC, a5's 23:00 UTC sale falls on the next day: outside
-    east = _summary(spark, rows, end, 7.0, "periods.timezone=Asia/Tokyo")
+    east = _summary(spark, rows, end, 7.0, "periods.timezone=Asia/Tokyo", holdout=date(2024, 2, 29))
     assert east["a"]["frequency"] == 1
+    # ... and in the holdout, with c's purchase on 01-30 (c is not a calibration customer)
+    assert (east["a"]["holdout_purchases"], east["a"]["holdout_cents"]) == (1, 750)
+    assert set(east) == {"a", "b", "d"} and east["b"]["holdout_purchases"] == 0
+    # there a4's refund (20:00 UTC) falls on the day after a3's sale: a refund-only day
+    assert east["a"]["repeat_cents"] == 4000 and east["a"]["calibration_cents"] == 5500
     # booked to its sale: a refund naming a3 moves to a3's day
     moved = [*rows[:3], ("a4", "a", _at("2024-01-20"), Decimal("15.00"), usd, "refund", "a3")]
     by_sale = _summary(spark, moved, end, 7.0, "revenue.refund_attribution=original")

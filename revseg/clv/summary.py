@@ -41,22 +41,38 @@ def is_occasion() -> Column:
     return F.col("sales") > 0
 
 
-def calibration_customers(days: DataFrame, end_day: int, unit_days: float) -> DataFrame:
+def calibration_customers(
+    days: DataFrame, end_day: int, unit_days: float, holdout_day: int | None = None
+) -> DataFrame:
     """One row per customer with an occasion on or before `end_day` (an epoch day, inside):
     `first_day`, `frequency` (occasions after the first), `recency_days`, `age_days`,
     `calibration_cents` (all its occasions), `repeat_cents` (those after the first), and in
-    the time unit `recency` and `T`."""
-    inside = days.where(is_occasion() & (F.col("day") <= end_day))
-    first_cents = F.min_by("cents", "day")
-    per_customer = inside.groupBy("customer_id").agg(
-        F.min("day").alias("first_day"),
-        F.max("day").alias("last_day"),
-        (F.count(F.lit(1)) - 1).cast("int").alias("frequency"),
-        F.sum("cents").alias("calibration_cents"),
-        (F.sum("cents") - first_cents).alias("repeat_cents"),
+    the time unit `recency` and `T`; with `holdout_day`, also `holdout_purchases` and
+    `holdout_cents` of the occasions in (end_day, holdout_day].
+
+    One aggregation over the days, with no join: the days descend from an observed frame,
+    and Spark Connect's client cannot join two frames that carry the same observation."""
+    last = end_day if holdout_day is None else holdout_day
+    day, cents = F.col("day"), F.col("cents")
+    inside = day <= end_day
+    in_window = F.when(inside, day)
+    per_customer = (
+        days.where(is_occasion() & (day <= last))
+        .groupBy("customer_id")
+        .agg(
+            F.min(in_window).alias("first_day"),
+            F.max(in_window).alias("last_day"),
+            (F.count(in_window) - 1).cast("int").alias("frequency"),
+            F.sum(F.when(inside, cents)).alias("calibration_cents"),
+            (F.sum(F.when(inside, cents)) - F.min_by(cents, in_window)).alias("repeat_cents"),
+            F.count(F.when(~inside, 1)).cast("int").alias("holdout_purchases"),
+            F.coalesce(F.sum(F.when(~inside, cents)), F.lit(0)).alias("holdout_cents"),
+        )
+        .where(F.col("first_day").isNotNull())
     )
     recency_days = (F.col("last_day") - F.col("first_day")).cast("int")
     age_days = (F.lit(end_day) - F.col("first_day")).cast("int")
+    holdout = ["holdout_purchases", "holdout_cents"] if holdout_day is not None else []
     return per_customer.select(
         "customer_id",
         "first_day",
@@ -67,6 +83,7 @@ def calibration_customers(days: DataFrame, end_day: int, unit_days: float) -> Da
         "repeat_cents",
         (recency_days / F.lit(unit_days)).alias("recency"),
         (age_days / F.lit(unit_days)).alias("T"),
+        *holdout,
     )
 
 
@@ -74,15 +91,6 @@ def mean_repeat_value(frequency: Column, repeat_cents: Column) -> Column:
     """The mean value of the repeat occasions, in currency units (a double, for the models);
     null without a repeat occasion."""
     return F.when(frequency > 0, repeat_cents / frequency / F.lit(100.0))
-
-
-def holdout_actuals(days: DataFrame, end_day: int, holdout_day: int) -> DataFrame:
-    """Per customer, the occasions in (end_day, holdout_day] and their net cents."""
-    after = days.where(is_occasion() & F.col("day").between(end_day + 1, holdout_day))
-    return after.groupBy("customer_id").agg(
-        F.count(F.lit(1)).cast("int").alias("holdout_purchases"),
-        F.sum("cents").alias("holdout_cents"),
-    )
 
 
 class DayTotals(NamedTuple):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from revseg.clv import models
@@ -103,14 +103,19 @@ def frequency_buckets(scored: DataFrame) -> list[ValidationRow]:
 
 
 def repeat_days_per_unit(
-    days: DataFrame, customers: DataFrame, origin_day: int, last_day: int, unit_days: float
+    days: DataFrame, end_day: int, last_day: int, origin_day: int, unit_days: float
 ) -> dict[int, int]:
-    """Repeat occasions (every occasion after a customer's first) of the calibration
-    customers up to `last_day`, counted per time unit since `origin_day`."""
-    first = customers.select("customer_id", "first_day")
-    repeats = days.where(is_occasion() & (F.col("day") <= last_day)).join(first, "customer_id")
-    repeats = repeats.where(F.col("day") > F.col("first_day"))
-    unit = F.floor((F.col("day") - F.lit(origin_day)) / F.lit(unit_days)).cast("int")
+    """Repeat occasions (every occasion after a customer's first) up to `last_day` of the
+    customers whose first occasion is on or before `end_day`, per time unit since
+    `origin_day`. The first day comes from a window by customer (the days are partitioned
+    by customer already), not from a join (see `calibration_customers`)."""
+    day = F.col("day")
+    first = F.min(F.when(is_occasion() & (day <= end_day), day)).over(
+        Window.partitionBy("customer_id")
+    )
+    repeats = days.where(is_occasion() & (day <= last_day)).withColumn("first_day", first)
+    repeats = repeats.where(F.col("first_day").isNotNull() & (day > F.col("first_day")))
+    unit = F.floor((day - F.lit(origin_day)) / F.lit(unit_days)).cast("int")
     found = repeats.groupBy(unit.alias("unit")).agg(F.count(F.lit(1)).alias("n")).collect()
     return {int(r["unit"]): int(r["n"]) for r in found}
 
