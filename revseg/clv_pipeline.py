@@ -17,7 +17,6 @@ import numpy as np
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from revseg import contract
 from revseg.caching import persisted, unpersisted
 from revseg.clv import summary as cs
 from revseg.clv import validation as cv
@@ -28,6 +27,7 @@ from revseg.clv.scores import (
     SpendModel,
     clv_cut_points,
     clv_segment,
+    customer_rows,
     scored_rows,
     with_scores,
 )
@@ -37,19 +37,11 @@ from revseg.config.rules import validate_clv
 from revseg.customer_periods import counted_transactions, kept_counts, observed_metrics
 from revseg.errors import ConfigError, RunError
 from revseg.io.changes import delta_version
-from revseg.io.clv_tables import (
-    check_alone,
-    clear_calibration,
-    customer_totals,
-    ensure_clv_tables,
-    replace_calibration,
-)
+from revseg.io.clv_tables import ensure_clv_tables, write_calibration
 from revseg.io.inputs import Inputs, read_inputs
 from revseg.io.paths import redacting_logger
-from revseg.io.runs import now_utc
 from revseg.io.source import explain_read_failure
 from revseg.io.table_ref import Outputs
-from revseg.metrics import to_money
 from revseg.pipeline import check_counts, pass_options
 from revseg.result import RunCounts
 
@@ -245,13 +237,13 @@ def _fit_score_write(
                 )
         run_id = run_id or f"clv-{end:%Y%m%d}-{uuid.uuid4().hex[:12]}"
         with timer("write"):
-            versions = _write(
+            versions = write_calibration(
                 spark,
                 outputs,
                 clv,
                 end,
                 run_id,
-                segmented,
+                customer_rows(segmented, end, run_id, holdout_day is not None),
                 validation,
                 fits,
                 {**{f.model: len(purchase["customers"]) for f in fits}, GAMMA_GAMMA: spend_rows_n},
@@ -377,121 +369,3 @@ def _validation(
             clv.unit_days,
         ),
     ]
-
-
-def customer_rows(segmented: DataFrame, end: date, run_id: str, holdout: bool) -> DataFrame:
-    """The scored customers in the shape of `customer_clv`."""
-    frequency = F.col("frequency")
-    mean_cents = F.when(frequency > 0, F.round(F.col("repeat_cents") / frequency).cast("long"))
-    null_int, null_money = F.lit(None).cast("int"), F.lit(None).cast(contract.MONEY)
-    return segmented.select(
-        "customer_id",
-        F.lit(end).alias("calibration_end"),
-        F.date_from_unix_date("first_day").alias("first_purchase_date"),
-        "frequency",
-        "recency",
-        "T",
-        to_money(mean_cents).alias("monetary_value"),
-        to_money("calibration_cents").alias("calibration_revenue"),
-        "p_alive",
-        "expected_purchases",
-        to_money(F.round(F.col("expected_avg_spend") * 100).cast("long")).alias(
-            "expected_avg_spend"
-        ),
-        to_money("clv_cents").alias("clv"),
-        "clv_segment",
-        (F.col("holdout_purchases").cast("int") if holdout else null_int).alias(
-            "holdout_purchases"
-        ),
-        (to_money("holdout_cents") if holdout else null_money).alias("holdout_revenue"),
-        (F.col("expected_holdout_purchases") if holdout else F.lit(None).cast("double")).alias(
-            "expected_holdout_purchases"
-        ),
-        F.lit(run_id).alias("run_id"),
-    )
-
-
-def _write(
-    spark: SparkSession,
-    outputs: Outputs,
-    clv: ClvConfig,
-    end: date,
-    run_id: str,
-    segmented: DataFrame,
-    validation: list[cv.ValidationRow],
-    fits: list[Fit],
-    summary_rows: dict[str, int],
-    expected: tuple[int, int],
-) -> dict[str, int]:
-    """customer_clv (read back: its customers and calibration revenue must be the
-    summary's), clv_validation (with a holdout), then clv_models."""
-    versions = {}
-    # The date is complete when clv_models has its rows: none until this run's are written.
-    clear_calibration(spark, outputs, contract.CLV_MODELS, end)
-    frame = customer_rows(segmented, end, run_id, clv.holdout_end is not None)
-    committed = replace_calibration(spark, outputs, contract.CUSTOMER_CLV, frame, end, run_id)
-    versions[contract.CUSTOMER_CLV] = committed.version
-    found = customer_totals(spark, outputs, committed.version, end)
-    if found != expected:
-        raise RunError(
-            f"customer_clv version {committed.version} holds {found[0]} customers and "
-            f"{found[1]} cents of calibration revenue for {end}, but the summary has "
-            f"{expected[0]} and {expected[1]}: another writer may have replaced them; run "
-            "the CLV again"
-        )
-    holdout = clv.holdout_end
-    if holdout is None or not validation:
-        # No holdout: an earlier run's validation of the date goes (an empty replaceWhere
-        # into a date without rows makes no commit at all, so none is written)
-        clear_calibration(spark, outputs, contract.CLV_VALIDATION, end)
-    else:
-        validation_frame = spark.createDataFrame(
-            [
-                (end, holdout, clv.purchase_model, *_validation_values(row), run_id)
-                for row in validation
-            ],
-            contract.CLV_VALIDATION_SCHEMA,
-        )
-        versions[contract.CLV_VALIDATION] = replace_calibration(
-            spark, outputs, contract.CLV_VALIDATION, validation_frame, end, run_id, len(validation)
-        ).version
-    fitted_at = now_utc()
-    model_frame = spark.createDataFrame(
-        [
-            (
-                run_id,
-                f.model,
-                end,
-                holdout,
-                clv.time_unit,
-                f.customers,
-                f.log_likelihood,
-                f.converged,
-                dict(f.parameters),
-                dict(f.std_errors),
-                f.method,
-                summary_rows[f.model],
-                clv.fingerprint(),
-                fitted_at,
-            )
-            for f in fits
-        ],
-        contract.CLV_MODELS_SCHEMA,
-    )
-    versions[contract.CLV_MODELS] = replace_calibration(
-        spark, outputs, contract.CLV_MODELS, model_frame, end, run_id, len(fits)
-    ).version
-    check_alone(spark, outputs, end, run_id)
-    return versions
-
-
-def _validation_values(row: cv.ValidationRow) -> tuple[Any, ...]:
-    return (
-        row.kind,
-        row.name,
-        row.time_index,
-        row.customers,
-        row.actual,
-        row.predicted,
-        row.value,
-    )

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from revseg import contract
 from revseg.clv import models
 from revseg.clv.fit import FitError
 from revseg.clv.models import Array
 from revseg.clv.summary import mean_repeat_value
 from revseg.config import TierLevel
+from revseg.metrics import to_money
 from revseg.tiers import cut_points, segment_of
 
 SUMMARY_KEYS = ("frequency", "recency_days", "age_days")
@@ -162,3 +165,35 @@ def clv_segment(clv_cents: Column, cuts: Sequence[int], levels: Sequence[TierLev
         else F.lit(None).cast("array<bigint>")
     )
     return segment_of(clv_cents, array, levels)
+
+
+def customer_rows(segmented: DataFrame, end: date, run_id: str, holdout: bool) -> DataFrame:
+    """The scored customers in the shape of `customer_clv`."""
+    frequency = F.col("frequency")
+    mean_cents = F.when(frequency > 0, F.round(F.col("repeat_cents") / frequency).cast("long"))
+    null_int, null_money = F.lit(None).cast("int"), F.lit(None).cast(contract.MONEY)
+    return segmented.select(
+        "customer_id",
+        F.lit(end).alias("calibration_end"),
+        F.date_from_unix_date("first_day").alias("first_purchase_date"),
+        "frequency",
+        "recency",
+        "T",
+        to_money(mean_cents).alias("monetary_value"),
+        to_money("calibration_cents").alias("calibration_revenue"),
+        "p_alive",
+        "expected_purchases",
+        to_money(F.round(F.col("expected_avg_spend") * 100).cast("long")).alias(
+            "expected_avg_spend"
+        ),
+        to_money("clv_cents").alias("clv"),
+        "clv_segment",
+        (F.col("holdout_purchases").cast("int") if holdout else null_int).alias(
+            "holdout_purchases"
+        ),
+        (to_money("holdout_cents") if holdout else null_money).alias("holdout_revenue"),
+        (F.col("expected_holdout_purchases") if holdout else F.lit(None).cast("double")).alias(
+            "expected_holdout_purchases"
+        ),
+        F.lit(run_id).alias("run_id"),
+    )

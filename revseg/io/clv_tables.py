@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from revseg import contract
-from revseg.errors import ConcurrentWriteError, TableError
+from revseg.errors import ConcurrentWriteError, RunError, TableError
 from revseg.io.delta_history import committed_version
 from revseg.io.delta_tables import (
     KEPT_HISTORY,
@@ -24,7 +24,13 @@ from revseg.io.delta_tables import (
     ensure_table,
     replace_where,
 )
+from revseg.io.runs import now_utc
 from revseg.io.table_ref import Outputs
+
+if TYPE_CHECKING:  # plain values of the CLV's fits and validation
+    from revseg.clv.fit import Fit
+    from revseg.clv.validation import ValidationRow
+    from revseg.config import ClvConfig
 
 _SCHEMAS = {
     contract.CUSTOMER_CLV: contract.CUSTOMER_CLV_SCHEMA,
@@ -143,3 +149,89 @@ def check_alone(spark: SparkSession, outputs: Outputs, calibration_end: date, ru
             f"CLV run(s) {', '.join(others)} wrote calibration_end {calibration_end} while run "
             f"{run_id} did: the tables hold rows of both. Run the CLV of that date again."
         )
+
+
+def write_calibration(
+    spark: SparkSession,
+    outputs: Outputs,
+    clv: ClvConfig,
+    end: date,
+    run_id: str,
+    frame: DataFrame,
+    validation: list[ValidationRow],
+    fits: list[Fit],
+    summary_rows: dict[str, int],
+    expected: tuple[int, int],
+) -> dict[str, int]:
+    """customer_clv (`frame`, in the table's shape; read back: its customers and
+    calibration revenue must be the summary's), clv_validation (with a holdout), then
+    clv_models."""
+    versions = {}
+    # The date is complete when clv_models has its rows: none until this run's are written.
+    clear_calibration(spark, outputs, contract.CLV_MODELS, end)
+    committed = replace_calibration(spark, outputs, contract.CUSTOMER_CLV, frame, end, run_id)
+    versions[contract.CUSTOMER_CLV] = committed.version
+    found = customer_totals(spark, outputs, committed.version, end)
+    if found != expected:
+        raise RunError(
+            f"customer_clv version {committed.version} holds {found[0]} customers and "
+            f"{found[1]} cents of calibration revenue for {end}, but the summary has "
+            f"{expected[0]} and {expected[1]}: another writer may have replaced them; run "
+            "the CLV again"
+        )
+    holdout = clv.holdout_end
+    if holdout is None or not validation:
+        # No holdout: an earlier run's validation of the date goes (an empty replaceWhere
+        # into a date without rows makes no commit at all, so none is written)
+        clear_calibration(spark, outputs, contract.CLV_VALIDATION, end)
+    else:
+        validation_frame = spark.createDataFrame(
+            [
+                (end, holdout, clv.purchase_model, *_validation_values(row), run_id)
+                for row in validation
+            ],
+            contract.CLV_VALIDATION_SCHEMA,
+        )
+        versions[contract.CLV_VALIDATION] = replace_calibration(
+            spark, outputs, contract.CLV_VALIDATION, validation_frame, end, run_id, len(validation)
+        ).version
+    fitted_at = now_utc()
+    model_frame = spark.createDataFrame(
+        [
+            (
+                run_id,
+                f.model,
+                end,
+                holdout,
+                clv.time_unit,
+                f.customers,
+                f.log_likelihood,
+                f.converged,
+                dict(f.parameters),
+                dict(f.std_errors),
+                f.method,
+                summary_rows[f.model],
+                clv.fingerprint(),
+                fitted_at,
+            )
+            for f in fits
+        ],
+        contract.CLV_MODELS_SCHEMA,
+    )
+    versions[contract.CLV_MODELS] = replace_calibration(
+        spark, outputs, contract.CLV_MODELS, model_frame, end, run_id, len(fits)
+    ).version
+    check_alone(spark, outputs, end, run_id)
+    return versions
+
+
+def _validation_values(row: ValidationRow) -> tuple[Any, ...]:
+    return (
+        row.kind,
+        row.name,
+        row.time_index,
+        row.customers,
+        row.actual,
+        row.predicted,
+        row.value,
+    )
