@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from revseg.config import Config, load_config
 from revseg.errors import ConfigError, RevsegError
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 if TYPE_CHECKING:
     from revseg.api import Segmentation, predict_clv, run, segment

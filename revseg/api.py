@@ -8,9 +8,10 @@ quality checks), so what it returns is what a run over the same rows would write
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame, SparkSession
@@ -23,9 +24,9 @@ from revseg.config import Config
 from revseg.errors import ConfigError
 from revseg.io.inputs import read_rates
 from revseg.periods import Month, RollingGrain, make_grains
-from revseg.pipeline import check_counts, pass_options, run_segmentation
+from revseg.pipeline import check_counts, check_metric_source, pass_options, run_segmentation
 from revseg.result import RunCounts, RunResult
-from revseg.segmentation import in_boundary_order
+from revseg.segmentation import Tiering, in_boundary_order
 from revseg.session import get_session
 
 if TYPE_CHECKING:  # the CLV needs the clv extra (scipy): imported when first called
@@ -34,11 +35,12 @@ if TYPE_CHECKING:  # the CLV needs the clv extra (scipy): imported when first ca
 
 @dataclass(frozen=True)
 class Segmentation:
-    """What `segment` computed: three DataFrames with the schemas of the tables a run
-    writes, and the counts a run logs.
+    """What `segment` computed: DataFrames with the schemas of the tables a run writes,
+    and the counts a run logs.
 
     `customer_segments` and `quarantined_transactions` are lazy (each action computes
-    them again: `.cache()` one you act on often); `tier_boundaries` is already computed.
+    them again: `.cache()` one you act on often); `tier_boundaries`, `segment_summary` and
+    `concentration` are already computed.
     `periods` holds the periods per grain, as a run would write them (rolling windows
     without full history in the data left out)."""
 
@@ -47,6 +49,8 @@ class Segmentation:
     quarantined_transactions: DataFrame
     counts: RunCounts
     periods: dict[str, tuple[str, ...]]
+    segment_summary: DataFrame
+    concentration: DataFrame
 
 
 def segment(
@@ -77,7 +81,9 @@ def segment(
     grains = make_grains(config.periods.grains, config.periods.fiscal_year_start_month)
     options = pass_options(config, rates, as_of)
     run_id = f"segment-{uuid.uuid4().hex[:10]}"
-    with computation(transactions, columns, options, grains, None, config.tiers) as computed:
+    check_metric_source(config, columns)
+    tiering = Tiering.of(config.tiers, timezone=config.periods.timezone)
+    with computation(transactions, columns, options, grains, None, tiering) as computed:
         periods = checks.periods_to_write(None, computed.boundaries, config.periods.grains)
         counts, duplicated = computed.counts()
         check_counts(config, counts)
@@ -85,25 +91,37 @@ def segment(
         span = checks.data_span((counts.first_month, counts.last_month), None, None)
         periods = checks.without_windows(periods, checks.incomplete_windows(windows, *span))
         kept = sorted({p for labels in periods.values() for p in labels})
-        levels = [level.name for level in config.tiers.levels]
+        levels = config.tiers.segment_names()
         boundaries = [
             row
             for row in in_boundary_order(computed.boundaries, config.periods.grains, levels)
             if row["period"] in kept
         ]
+        summaries = [
+            row
+            for row in in_boundary_order(computed.summaries, config.periods.grains, levels)
+            if row["period"] in kept
+        ]
+        concentration = [row for row in computed.concentration if row["period"] in kept]
         excluded = config.quality.quarantine_excluded
         today = datetime.now(timezone.utc).date()
         quarantined = computed.quarantined(duplicated, excluded, run_id, today)
         segments = computed.segments.where(F.col("period").isin(kept))
-    schema = contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, config.tiers.by)
+
+    def frame(table: str, rows: Sequence[Mapping[str, Any]]) -> DataFrame:
+        schema = contract.with_groups(contract.PERIOD_SUMMARY_SCHEMAS[table], config.tiers.by)
+        return spark.createDataFrame(
+            [tuple(row[f] for f in schema.fieldNames()) for row in rows], schema
+        )
+
     return Segmentation(
         customer_segments=segments,
-        tier_boundaries=spark.createDataFrame(
-            [tuple(row[f.name] for f in schema.fields) for row in boundaries], schema
-        ),
+        tier_boundaries=frame(contract.TIER_BOUNDARIES, boundaries),
         quarantined_transactions=quarantined,
         counts=counts,
         periods=periods,
+        segment_summary=frame(contract.SEGMENT_SUMMARY, summaries),
+        concentration=frame(contract.CONCENTRATION, concentration),
     )
 
 

@@ -252,7 +252,7 @@ def _run(args: argparse.Namespace) -> int:
         check_local_inputs({"source": config.source, "revenue.fx_rates": config.revenue.fx_rates})
     spark = get_session(config.spark)
     result = run_segmentation(spark, config, first, last, as_of=as_of, incremental=args.incremental)
-    levels = [level.name for level in config.tiers.levels]
+    levels = list(config.tiers.segment_names())
     if args.summary == "json":
         print(summary_json(result))
     else:
@@ -261,7 +261,11 @@ def _run(args: argparse.Namespace) -> int:
         from revseg.summary import format_clv_summary
 
         clv = _clv_runner()(spark, config, as_of=as_of)
-        print(format_clv_summary(clv, levels), file=sys.stderr if args.summary == "json" else None)
+        clv_levels = [level.name for level in config.tiers.levels]
+        print(
+            format_clv_summary(clv, clv_levels),
+            file=sys.stderr if args.summary == "json" else None,
+        )
     return 0
 
 

@@ -18,13 +18,19 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from revseg.caching import persisted, unpersisted
-from revseg.config import TiersConfig
 from revseg.customer_periods import PassOptions, PeriodRows, customer_period_rows, quarantine_rows
 from revseg.io.paths import redacting_logger
 from revseg.periods import Grain, PeriodPlan
 from revseg.quarantine import quarantine_records
 from revseg.result import RunCounts
-from revseg.segmentation import boundary_rows, period_cuts, segmented_rows, segments_output
+from revseg.segmentation import (
+    Tiering,
+    boundary_rows,
+    period_cuts,
+    segmented_rows,
+    segments_output,
+    with_metric,
+)
 
 logger = redacting_logger(__name__)
 
@@ -58,15 +64,19 @@ class StageTimer:
 @dataclass(frozen=True)
 class Computation:
     """A run's results before anything is written: `segments` in the shape of the
-    `customer_segments` table (lazy, over the cached customer x period rows), the tier
-    boundary rows (collected), and what the counts and the quarantine need."""
+    `customer_segments` table (lazy, over the cached customer x period rows), the rows of
+    tier_boundaries, segment_summary and concentration (collected), and what the counts
+    and the quarantine need."""
 
     segments: DataFrame
     boundaries: tuple[dict[str, Any], ...]
+    summaries: tuple[dict[str, Any], ...]
+    concentration: tuple[dict[str, Any], ...]
     period_rows: PeriodRows
     source: DataFrame
     columns: Mapping[str, str]
     options: PassOptions
+    rfm_ties: tuple[dict[str, Any], ...] = ()
 
     def counts(self) -> tuple[RunCounts, tuple[int, ...]]:
         """The counts of the first pass and the hashes of the duplicated transactions (an
@@ -90,7 +100,7 @@ def computation(
     options: PassOptions,
     grains: tuple[Grain, ...],
     plan: PeriodPlan | None,
-    tiers: TiersConfig,
+    tiering: Tiering,
     timer: StageTimer | None = None,
 ) -> Iterator[Computation]:
     """Compute the segments of `source` (already pruned to the months the plan reads); the
@@ -98,29 +108,27 @@ def computation(
     timer = timer or StageTimer()
     with timer("read"):
         period_rows = customer_period_rows(source, columns, options, grains, plan)
-    customer_periods = persisted(period_rows.rows, "the customer x period rows")
+    customer_periods = persisted(
+        with_metric(period_rows.rows, tiering.metric), "the customer x period rows"
+    )
     try:
         with timer("aggregate and cut points"):
-            cuts = period_cuts(
-                source.sparkSession,
-                customer_periods,
-                grains,
-                tiers.levels,
-                tiers.accuracy,
-                tiers.by,
-            )
+            cuts = period_cuts(source.sparkSession, customer_periods, grains, tiering)
         for frame in period_rows.cached:  # customer_periods is cached now
             unpersisted(frame)
-        segmented = segmented_rows(customer_periods, cuts, tiers.levels, tiers.by)
+        segmented = segmented_rows(customer_periods, cuts, tiering)
         with timer("tier boundaries"):
-            boundaries = boundary_rows(segmented, cuts, tiers.levels, tiers.by)
+            boundaries, summaries = boundary_rows(segmented, cuts, tiering)
         yield Computation(
-            segments_output(segmented, tiers.by, options.timezone),
+            segments_output(segmented, tiering.groups, options.timezone),
             tuple(boundaries),
+            tuple(summaries),
+            cuts.concentration,
             period_rows,
             source,
             columns,
             options,
+            cuts.rfm_ties,
         )
     finally:
         unpersisted(customer_periods)

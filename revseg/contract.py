@@ -73,6 +73,9 @@ CUSTOMER_SEGMENTS_SCHEMA = StructType(
         StructField("top_channel_share", DoubleType(), True),
         StructField("top_category", StringType(), True),
         StructField("top_category_share", DoubleType(), True),
+        # added in 0.3: tables made before get them (null in the periods written then)
+        StructField("value_percentile", DoubleType(), True),
+        StructField("rfm_score", StringType(), True),
     ]
 )
 CUSTOMER_SEGMENTS_PARTITIONS = ("segment", "period")
@@ -89,9 +92,58 @@ TIER_BOUNDARIES_SCHEMA = StructType(
         StructField("customers", LongType(), False),
         StructField("revenue", MONEY, False),
         StructField("revenue_share", DoubleType(), True),
+        # added in 0.3 (null in the periods written before)
+        StructField("metric", StringType(), True),
+        StructField("min_metric", MONEY, True),
     ]
 )
 TIER_BOUNDARIES_PARTITIONS = ("period",)
+
+SEGMENT_SUMMARY = "segment_summary"
+SEGMENT_SUMMARY_SCHEMA = StructType(
+    [
+        StructField("period", StringType(), False),
+        StructField("period_grain", StringType(), False),
+        StructField("segment", StringType(), False),
+        StructField("metric", StringType(), False),
+        StructField("customers", LongType(), False),
+        StructField("revenue", MONEY, False),
+        StructField("customer_share", DoubleType(), True),
+        StructField("revenue_share", DoubleType(), True),
+        StructField("mean_metric", MONEY, True),
+        StructField("median_metric", MONEY, True),
+        StructField("orders", LongType(), False),
+        StructField("avg_order_value", MONEY, True),
+    ]
+)
+CONCENTRATION = "concentration"
+LORENZ_POINT = StructType(
+    [
+        StructField("customer_share", DoubleType(), False),
+        StructField("revenue_share", DoubleType(), False),
+    ]
+)
+CONCENTRATION_SCHEMA = StructType(
+    [
+        StructField("period", StringType(), False),
+        StructField("period_grain", StringType(), False),
+        StructField("customers", LongType(), False),
+        StructField("revenue", MONEY, False),
+        StructField("gini", DoubleType(), True),
+        StructField("top_1pct_share", DoubleType(), True),
+        StructField("top_10pct_share", DoubleType(), True),
+        StructField("top_20pct_share", DoubleType(), True),
+        StructField("lorenz", ArrayType(LORENZ_POINT, False), False),
+        StructField("relative_error", DoubleType(), False),
+    ]
+)
+# The small tables a run writes per period from rows it collected, by name: schema.
+PERIOD_SUMMARY_SCHEMAS = {
+    TIER_BOUNDARIES: TIER_BOUNDARIES_SCHEMA,
+    SEGMENT_SUMMARY: SEGMENT_SUMMARY_SCHEMA,
+    CONCENTRATION: CONCENTRATION_SCHEMA,
+}
+PERIOD_PARTITIONS = ("period",)
 
 QUARANTINED_TRANSACTIONS = "quarantined_transactions"
 QUARANTINE_SCHEMA = StructType(
@@ -199,7 +251,15 @@ CLV_PARTITIONS = ("calibration_end",)
 CLV_TABLES = (CUSTOMER_CLV, CLV_VALIDATION, CLV_MODELS)  # in the order a CLV run writes them
 
 # Every table revseg writes under output.path.
-ALL_TABLES = (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS, RUNS, *CLV_TABLES)
+ALL_TABLES = (
+    CUSTOMER_SEGMENTS,
+    TIER_BOUNDARIES,
+    SEGMENT_SUMMARY,
+    CONCENTRATION,
+    QUARANTINED_TRANSACTIONS,
+    RUNS,
+    *CLV_TABLES,
+)
 
 # Columns every period row carries besides the metrics; used to order and key joins.
 PERIOD_KEYS = ("period_grain", "period")
@@ -226,6 +286,8 @@ __all__ = [
     "CLV_TABLES",
     "CLV_VALIDATION",
     "CLV_VALIDATION_SCHEMA",
+    "CONCENTRATION",
+    "CONCENTRATION_SCHEMA",
     "CUSTOMER_CLV",
     "CUSTOMER_CLV_SCHEMA",
     "CUSTOMER_SEGMENTS",
@@ -235,12 +297,16 @@ __all__ = [
     "MONEY",
     "OPTIONAL_COLUMNS",
     "PERIOD_KEYS",
+    "PERIOD_PARTITIONS",
+    "PERIOD_SUMMARY_SCHEMAS",
     "QUARANTINED_TRANSACTIONS",
     "QUARANTINE_PARTITIONS",
     "QUARANTINE_SCHEMA",
     "REQUIRED_COLUMNS",
     "RUNS",
     "RUNS_SCHEMA",
+    "SEGMENT_SUMMARY",
+    "SEGMENT_SUMMARY_SCHEMA",
     "TIER_BOUNDARIES",
     "TIER_BOUNDARIES_PARTITIONS",
     "TIER_BOUNDARIES_SCHEMA",

@@ -399,12 +399,18 @@ def days_before(end_day: Column, ts: Column, timezone: str) -> Column:
     return (end_day - local_epoch_day(ts, timezone)).cast("int")
 
 
-def average_order_value(revenue_cents: Column, orders: Column) -> Column:
-    """Revenue per order, rounded half-up to the cent; null for a period without orders.
+def average_order_cents(revenue_cents: Column, orders: Column) -> Column:
+    """Revenue per order in cents, rounded half-up; null for a period without orders.
 
     Integer arithmetic on cents (|2c + n| fits a bigint for any decimal(18,2) amount):
     exact, and about five times cheaper than a decimal division per output row.
     """
     halves = F.abs(revenue_cents) * 2 + orders
     cents = F.signum(revenue_cents).cast("long") * F.call_function("div", halves, orders * 2)
-    return F.when(orders > 0, to_money(cents))
+    return F.when(orders > 0, cents)
+
+
+def average_order_value(revenue_cents: Column, orders: Column) -> Column:
+    """Revenue per order in decimal(18,2), rounded half-up to the cent (see
+    `average_order_cents`)."""
+    return to_money(average_order_cents(revenue_cents, orders))

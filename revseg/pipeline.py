@@ -7,6 +7,7 @@ values and small option objects every stage takes, and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -17,16 +18,16 @@ from revseg import __version__, checks, contract
 from revseg.compute import Computation, StageTimer, computation
 from revseg.config import Config
 from revseg.customer_periods import FxInput, PassOptions, row_rules
-from revseg.errors import RunError
+from revseg.errors import ConfigError, RunError
 from revseg.incremental import IncrementalChange, decide_incremental, input_state
 from revseg.io.changes import InputIdentity, InputState, delta_version, first_day
 from revseg.io.delta_tables import Txn
 from revseg.io.inputs import FxRates, Inputs, read_inputs
 from revseg.io.outputs import (
-    OUTPUT_TABLES,
     append_quarantine,
     committed_totals,
     ensure_outputs,
+    period_tables,
     stored_periods,
     write_periods,
 )
@@ -37,7 +38,7 @@ from revseg.io.table_ref import Outputs
 from revseg.periods import Month, PeriodPlan, RollingGrain, describe, make_grains, plan_periods
 from revseg.result import SKIPPED, SUCCEEDED, RunCounts, RunResult
 from revseg.run_log import RunLog
-from revseg.segmentation import in_boundary_order
+from revseg.segmentation import Tiering, in_boundary_order
 
 if TYPE_CHECKING:
     from revseg.periods import Grain
@@ -102,7 +103,10 @@ def run_segmentation(
     output = Outputs.of(config.output)
     log_version = ensure_runs_table(spark, output)
     starts = first_day(request.state.days) if request.state is not None else None
-    horizon = ensure_outputs(spark, output, config.tiers.by, config.periods.meaning(), starts)
+    summaries = config.insights.tables()
+    horizon = ensure_outputs(
+        spark, output, config.tiers.by, config.periods.meaning(), starts, summaries
+    )
     request = replace(request, horizon=horizon)
     key = work_key(request.config_hash, request.requested, identity.lines(), __version__)
     run_id, txn = write_ids(key, log_version)
@@ -110,7 +114,8 @@ def run_segmentation(
     log = _run_log(config, request, run_id, key, started, len(inputs.files()))
 
     # (Version 0 is the empty log of a first run: nothing to be the same as.)
-    previous = unchanged_since(spark, output, key, OUTPUT_TABLES) if log_version else None
+    tables = period_tables(summaries)
+    previous = unchanged_since(spark, output, key, tables) if log_version else None
     if previous is not None:
         logger.info("run %s: same work as run %s, tables unchanged", run_id, previous["run_id"])
         versions = dict(previous["table_versions"])
@@ -154,7 +159,7 @@ def _plan_request(
             config_hash,
             config.revenue.fx_max_staleness_days,
             config.reach_days(),
-            OUTPUT_TABLES,
+            period_tables(config.insights.tables()),
         )
         plan = change.plan
     scope = "incremental" if incremental else ("range" if plan is not None else "all")
@@ -177,8 +182,12 @@ def _compute_and_write(
     counts_seen: list[RunCounts],
 ) -> RunResult:
     grains, options = request.grains, pass_options(config, inputs.rates, request.as_of)
+    check_metric_source(config, inputs.columns)
+    tiering = Tiering.of(
+        config.tiers, "concentration" in config.insights.tables(), config.periods.timezone
+    )
     with computation(
-        inputs.source, inputs.columns, options, grains, request.plan, config.tiers, timer
+        inputs.source, inputs.columns, options, grains, request.plan, tiering, timer
     ) as computed:
         unstored: set[str] = set()
         plan = request.plan
@@ -225,18 +234,32 @@ def _compute_and_write(
         outputs=Outputs.of(config.output),
         periods=periods,
         boundaries=in_boundary_order(
-            computed.boundaries, config.periods.grains, [lv.name for lv in config.tiers.levels]
+            computed.boundaries, config.periods.grains, config.tiers.segment_names()
         ),
         counts=counts,
         table_versions=versions,
         stage_seconds=timer.seconds,
         skipped_windows=tuple(sorted(skipped & {row["period"] for row in computed.boundaries})),
+        rfm_ties=tuple(
+            tie
+            for tie in computed.rfm_ties
+            if tie["period"] in periods.get(tie["period_grain"], ())
+        ),
         note=_joined(
             request,
             checks.NOTHING_TO_WRITE if nothing else None,
             checks.held_note(held, request.horizon),
         ),
     )
+
+
+def check_metric_source(config: Config, columns: Mapping[str, str]) -> None:
+    """The tier metric's source column must be there (margin needs the cost)."""
+    if config.tiers.metric == "margin" and "cost" not in columns:
+        raise ConfigError(
+            "config key 'tiers.metric': margin needs a cost column, and the source has none "
+            "named cost: map one with source.columns.cost"
+        )
 
 
 def check_counts(config: Config, counts: RunCounts) -> None:
@@ -270,12 +293,18 @@ def _write(
         )
     if not any(periods.values()):
         return versions
+    summaries = {
+        contract.TIER_BOUNDARIES: computed.boundaries,
+        contract.SEGMENT_SUMMARY: computed.summaries,
+        contract.CONCENTRATION: computed.concentration,
+    }
+    written = period_tables(config.insights.tables())
     versions.update(
         write_periods(
             spark,
             output,
             computed.segments,
-            computed.boundaries,
+            {name: rows for name, rows in summaries.items() if name in written},
             periods,
             config.tiers.by,
             log.run_id,

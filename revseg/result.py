@@ -135,6 +135,8 @@ class RunResult:
     status: str = SUCCEEDED
     same_as: str | None = None  # a skipped run: the earlier run whose results stand
     note: str | None = None  # an incremental run: what it found changed, and since when
+    # RFM measures whose ties left fewer than five scores in use, per period written
+    rfm_ties: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def skipped(

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from revseg.config import NO_REVENUE_SEGMENT
-from revseg.contract import CUSTOMER_SEGMENTS, QUARANTINED_TRANSACTIONS, RUNS, TIER_BOUNDARIES
+from revseg.contract import (
+    CONCENTRATION,
+    CUSTOMER_SEGMENTS,
+    QUARANTINED_TRANSACTIONS,
+    RUNS,
+    SEGMENT_SUMMARY,
+    TIER_BOUNDARIES,
+)
 from revseg.io.paths import redact
 from revseg.reasons import ROW_REASONS
 from revseg.result import SKIPPED, RunCounts, RunResult
@@ -45,7 +52,13 @@ def summary_json(result: RunResult) -> str:
         "skipped_windows": list(result.skipped_windows),
         "tables": {
             name: result.table_name(name)
-            for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS, RUNS)
+            for name in (
+                CUSTOMER_SEGMENTS,
+                TIER_BOUNDARIES,
+                *[t for t in (SEGMENT_SUMMARY, CONCENTRATION) if t in result.table_versions],
+                QUARANTINED_TRANSACTIONS,
+                RUNS,
+            )
         },
         "table_versions": dict(result.table_versions),
         "row_counts": counts.logged() if counts is not None else None,
@@ -55,6 +68,7 @@ def summary_json(result: RunResult) -> str:
             else None
         ),
         "stage_seconds": dict(result.stage_seconds),
+        "rfm_ties": [dict(tie) for tie in result.rfm_ties],
     }
     return redact(json.dumps(document, indent=2))
 
@@ -118,6 +132,8 @@ def _summary(
             "rolling windows not written (they lack history in the data read): "
             + ", ".join(result.skipped_windows)
         )
+    if result.rfm_ties:
+        lines.append(_ties_line(result.rfm_ties))
     counts = result.counts or RunCounts()
     lines.append(_counts_line(counts))
     money = _money_line(counts, reporting_currency)
@@ -132,6 +148,19 @@ def _summary(
     timing = ", ".join(f"{stage} {sec:.1f}s" for stage, sec in result.stage_seconds.items())
     lines.append(f"stages: {timing}")
     return "\n".join(lines)
+
+
+def _ties_line(ties: Sequence[Mapping[str, Any]], shown: int = 4) -> str:
+    """Where ties at a score boundary left fewer than five RFM scores in use."""
+    listed = [
+        f"{tie['period']} {tie['measure']} ({', '.join(map(str, tie['scores']))})"
+        for tie in ties[:shown]
+    ]
+    more = f", and {len(ties) - shown} more (revseg run --summary json lists them)"
+    return (
+        f"rfm: ties at a score boundary leave fewer than five scores in use in {len(ties)} "
+        "period measure(s): " + "; ".join(listed) + (more if len(ties) > shown else "")
+    )
 
 
 def _cell(row: dict[str, Any] | None) -> str:

@@ -1,6 +1,8 @@
 """Benchmark revseg against an equivalent DuckDB query on the same sample lake.
 
-`--clv --customers N` runs the CLV benchmark instead (scripts/bench_clv.py).
+`--clv --customers N` runs the CLV benchmark instead (scripts/bench_clv.py); `--variants`
+(with `--baseline DIR`, a checkout of an earlier revseg) times the job once per tier method
+and summary setting, to show what each part adds.
 
 The DuckDB run is a yardstick: it does the same work in-process on one machine, so the
 ratio shows how much time revseg spends on Spark and Delta overhead. Both outputs are
@@ -108,10 +110,11 @@ def spark_env() -> dict[str, str]:
     return {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
 
 
-def run_checked(cmd: list[str], what: str) -> None:
-    """Run a subprocess from the repo root; on failure show its stderr tail and exit."""
+def run_checked(cmd: list[str], what: str, cwd: Path = ROOT) -> None:
+    """Run a subprocess (from the repo root, or `cwd`: `python -m revseg` then imports that
+    checkout's revseg); on failure show its stderr tail and exit."""
     proc = subprocess.run(
-        cmd, check=False, cwd=ROOT, env=spark_env(), stderr=subprocess.PIPE, text=True
+        cmd, check=False, cwd=cwd, env=spark_env(), stderr=subprocess.PIPE, text=True
     )
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.splitlines()[-40:])
@@ -132,15 +135,45 @@ def ensure_lake(lake: Path, rows: int, seed: int) -> None:
     run_checked(cmd, "revseg generate")
 
 
-def run_revseg(lake: Path, out: Path, *args: str, fresh: bool = True) -> float:
-    """Time a revseg run as a user sees it: JVM start and Delta commits included."""
+def run_revseg(
+    lake: Path, out: Path, *args: str, fresh: bool = True, checkout: Path = ROOT
+) -> float:
+    """Time a revseg run as a user sees it: JVM start and Delta commits included
+    (`checkout`: the revseg source tree to run, this one by default)."""
     if fresh:
         shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "revseg", "run", "--config", "conf/bench.yaml", *args]
+    config = ROOT / "conf" / "bench.yaml"
+    cmd = [sys.executable, "-m", "revseg", "run", "--config", str(config), *args]
     cmd += ["--set", f"source.path={lake}", "--set", f"output.path={out}"]
     start = time.perf_counter()
-    run_checked(cmd, "revseg run")
+    run_checked(cmd, "revseg run", checkout)
     return time.perf_counter() - start
+
+
+# What each part of the tiers and summaries costs: the job with one setting changed.
+VARIANTS = {
+    "default": [],
+    "no summary tables": ["insights.segment_summary=false", "insights.concentration=false"],
+    "no concentration": ["insights.concentration=false"],
+    "pareto": ["tiers.method=pareto"],
+    "thresholds": [
+        "tiers.method=thresholds",
+        "tiers.thresholds=[{name: vip, min: 1000}, {name: rest}]",
+    ],
+    "metric avg_order_value": ["tiers.metric=avg_order_value"],
+}
+
+
+def run_variants(lake: Path, out: Path, baseline: Path | None) -> dict[str, float]:
+    """Each variant once, one after the other on the same lake; with `baseline` (a
+    checkout of an earlier revseg), that one first: the job without any of it."""
+    seconds = {}
+    if baseline is not None:
+        seconds["baseline"] = run_revseg(lake, out, checkout=baseline)
+    for name, settings in VARIANTS.items():
+        args = [a for setting in settings for a in ("--set", setting)]
+        seconds[name] = run_revseg(lake, out, *args)
+    return seconds
 
 
 def run_incremental(lake: Path, out: Path, late_day: str) -> dict[str, float]:
@@ -249,6 +282,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead: a full run without --late-day's partition, then --incremental runs",
     )
     parser.add_argument("--late-day", default="2024-06-15", help="the day that arrives late")
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="instead: the job once per tiers/insights variant (what each part adds)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="with --variants: a checkout of an earlier revseg, run first as the job without",
+    )
     return parser.parse_args(argv)
 
 
@@ -283,6 +326,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.rows:>12} {seconds['full']:>8.2f} {seconds['incremental']:>14.2f} "
             f"{seconds['unchanged']:>12.2f} {speedup:>6.2f}"
         )
+        if args.json:
+            args.json.write_text(json.dumps({"rows": args.rows, **seconds}, indent=2) + "\n")
+        return 0
+    if args.variants:
+        try:
+            seconds = run_variants(lake, out / "revseg", args.baseline)
+        finally:
+            if not args.keep_output:
+                shutil.rmtree(out, ignore_errors=True)
+        base = seconds.get("baseline", seconds["default"])
+        print(f"{'rows':>12} {'variant':<24} {'seconds':>8} {'vs first':>9}")
+        for name, value in seconds.items():
+            print(f"{args.rows:>12} {name:<24} {value:>8.2f} {value / base - 1:>+9.1%}")
         if args.json:
             args.json.write_text(json.dumps({"rows": args.rows, **seconds}, indent=2) + "\n")
         return 0

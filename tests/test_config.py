@@ -134,6 +134,47 @@ def test_levels_from_yaml(tmp_path: Path) -> None:
         ("tiers: {accuracy: 5000000000}", "at most 1,000,000"),
         ("- just\n- a list\n", "the top level must be a mapping"),
         ("source: [1, 2]", "config key 'source': expected a mapping"),
+        ("tiers: {metric: profit}", "config key 'tiers.metric': 'profit' is not a tier metric"),
+        ("tiers: {method: kmeans}", "config key 'tiers.method': 'kmeans' is not a tier method"),
+        ("tiers: {relative_error: 0.5}", "config key 'tiers.relative_error': must be between"),
+        (
+            "tiers: {method: pareto, pareto: [{name: A, share: 0.9}, {name: B, share: 0.8}]}",
+            "config key 'tiers.pareto[1].share': shares must increase",
+        ),
+        (
+            "tiers: {method: pareto, pareto: [{name: A, share: 0.8}, {name: B, share: 0.95}]}",
+            "config key 'tiers.pareto[1].share': the last class must have share 1.0",
+        ),
+        ("tiers: {method: thresholds}", "config key 'tiers.thresholds': method thresholds needs"),
+        (
+            "tiers: {method: thresholds, thresholds: [{name: vip, min: 50}, {name: x, min: 80}]}",
+            "config key 'tiers.thresholds[1].min': minimums must decrease",
+        ),
+        (
+            "tiers: {method: thresholds, thresholds: [{name: vip}, {name: rest}]}",
+            "config key 'tiers.thresholds[0].min': only the last level may leave out min",
+        ),
+        (
+            "tiers: {method: thresholds, thresholds: [{name: vip, min: 9.999}]}",
+            "config key 'tiers.thresholds[0].min': 9.999 has more than two decimals",
+        ),
+        (
+            "tiers: {method: rfm, rfm: {segments: [{name: top, recency: [6]}, {name: rest}]}}",
+            "config key 'tiers.rfm.segments[0].recency': scores are 1 to 5, got 6",
+        ),
+        (
+            "tiers: {method: rfm, rfm: {segments: [{name: top, recency: [5]}]}}",
+            "config key 'tiers.rfm.segments': score 111 (recency, frequency, monetary) matches "
+            "no segment",
+        ),
+        (
+            "tiers: {method: rfm, rfm: {segments: [{name: all}, {name: top, monetary: [5]}]}}",
+            "config key 'tiers.rfm.segments[1]': 'top' is never reached",
+        ),
+        (
+            "tiers: {method: rfm, rfm: {segments: [{name: no_revenue}]}}",
+            "config key 'tiers.rfm.segments[0].name': 'no_revenue' is reserved or repeated",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:

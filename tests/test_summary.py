@@ -146,3 +146,18 @@ def test_summary_redacts_credentials_in_the_output_path() -> None:
         text = format_summary(result(outputs=Outputs(path=path), **extra), LEVELS, "EUR")
         assert "S3CRET" not in text, text
         assert "abfss://c@acct.dfs.core.windows.net/out?sv=2024&sig=***" in text
+
+
+def test_summary_says_where_rfm_ties_left_scores_unused() -> None:
+    ties = tuple(
+        {"period_grain": "month", "period": f"2024-0{m}", "measure": "frequency", "scores": [2, 5]}
+        for m in range(1, 7)
+    )
+    text = format_summary(result(rfm_ties=ties), LEVELS, "EUR")
+    line = next(line for line in text.splitlines() if line.startswith("rfm:"))
+    assert "fewer than five scores in use in 6 period measure(s)" in line
+    assert "2024-01 frequency (2, 5); 2024-02 frequency (2, 5)" in line
+    assert line.endswith("and 2 more (revseg run --summary json lists them)")
+    assert not any(
+        line.startswith("rfm:") for line in format_summary(result(), LEVELS, "EUR").splitlines()
+    )

@@ -346,6 +346,8 @@ def _schemas() -> dict[str, tuple[Any, tuple[str, ...]]]:
             contract.TIER_BOUNDARIES_SCHEMA,
             contract.TIER_BOUNDARIES_PARTITIONS,
         ),
+        contract.SEGMENT_SUMMARY: (contract.SEGMENT_SUMMARY_SCHEMA, contract.PERIOD_PARTITIONS),
+        contract.CONCENTRATION: (contract.CONCENTRATION_SCHEMA, contract.PERIOD_PARTITIONS),
         contract.QUARANTINED_TRANSACTIONS: (
             contract.QUARANTINE_SCHEMA,
             contract.QUARANTINE_PARTITIONS,

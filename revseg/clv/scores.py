@@ -164,7 +164,7 @@ def clv_segment(clv_cents: Column, cuts: Sequence[int], levels: Sequence[TierLev
         if cuts
         else F.lit(None).cast("array<bigint>")
     )
-    return segment_of(clv_cents, array, levels)
+    return segment_of(clv_cents, array, [level.name for level in levels])
 
 
 def customer_rows(segmented: DataFrame, end: date, run_id: str, holdout: bool) -> DataFrame:

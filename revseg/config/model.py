@@ -18,6 +18,11 @@ from typing import Any
 
 SOURCE_FORMATS = ("parquet", "delta", "csv", "json")
 NO_REVENUE_SEGMENT = "no_revenue"
+# Customers with revenue whose tier metric is unknown (no margin without cost, no CLV row).
+NO_METRIC_SEGMENT = "no_metric"
+# Customers with revenue below the lowest of `tiers.thresholds` (when it has a `min`).
+BELOW_THRESHOLDS_SEGMENT = "below_thresholds"
+RESERVED_SEGMENTS = (NO_REVENUE_SEGMENT, NO_METRIC_SEGMENT, BELOW_THRESHOLDS_SEGMENT)
 MAX_ACCURACY = 1_000_000
 
 
@@ -127,13 +132,132 @@ class PeriodsConfig:
         return found
 
 
+# What a tier ranks customers by, within each period (x group).
+TIER_METRICS = ("revenue", "avg_order_value", "orders", "margin")
+# How tiers are cut: quantile (`levels`), pareto (`pareto`), thresholds (`thresholds`), rfm.
+TIER_METHODS = ("quantile", "pareto", "thresholds", "rfm")
+
+
+@dataclass(frozen=True)
+class ParetoClass:
+    """An ABC class: the customers that, highest first, bring the period's metric up to
+    `share` of its total (after the classes before)."""
+
+    name: str
+    share: float
+
+
+DEFAULT_PARETO = (ParetoClass("A", 0.8), ParetoClass("B", 0.95), ParetoClass("C", 1.0))
+
+# The RFM measures, in the order of the digits of `rfm_score`, and the scores each takes.
+RFM_MEASURES = ("recency", "frequency", "monetary")
+RFM_SCORES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class RfmSegment:
+    """A named RFM segment: the recency, frequency and monetary scores (1-5) it takes, an
+    empty list taking any score. A customer gets the first segment of the list it matches."""
+
+    name: str
+    recency: tuple[int, ...] = ()
+    frequency: tuple[int, ...] = ()
+    monetary: tuple[int, ...] = ()
+
+    def scores(self, measure: str) -> tuple[int, ...]:
+        """The scores of `measure` this segment takes (all five when it names none)."""
+        allowed: tuple[int, ...] = getattr(self, measure)
+        return allowed or RFM_SCORES
+
+    def matches(self, recency: int, frequency: int, monetary: int) -> bool:
+        found = zip(RFM_MEASURES, (recency, frequency, monetary), strict=True)
+        return all(score in self.scores(measure) for measure, score in found)
+
+
+# The score map, best first: recency and frequency place a customer on the usual 5 x 5
+# grid; monetary splits the recent and frequent (champions, loyal) and the lapsing
+# frequent (cannot_lose_them, at_risk). The last segment takes what is left.
+DEFAULT_RFM_SEGMENTS = (
+    RfmSegment("champions", (4, 5), (4, 5), (4, 5)),
+    RfmSegment("loyal", (3, 4, 5), (4, 5)),
+    RfmSegment("potential_loyalists", (4, 5), (2, 3)),
+    RfmSegment("new_customers", (5,), (1,)),
+    RfmSegment("promising", (4,), (1,)),
+    RfmSegment("need_attention", (3,), (3,)),
+    RfmSegment("about_to_sleep", (3,), (1, 2)),
+    RfmSegment("cannot_lose_them", (1, 2), (4, 5), (4, 5)),
+    RfmSegment("at_risk", (1, 2), (3, 4, 5)),
+    RfmSegment("hibernating", (2,), (1, 2)),
+    RfmSegment("lost"),
+)
+
+
+@dataclass(frozen=True)
+class RfmConfig:
+    """RFM tiers: the score map from scores to named segments (first match wins)."""
+
+    segments: tuple[RfmSegment, ...] = DEFAULT_RFM_SEGMENTS
+
+    def segment_of(self, recency: int, frequency: int, monetary: int) -> str | None:
+        """The segment of one score triple, by the map; None if no segment takes it."""
+        for segment in self.segments:
+            if segment.matches(recency, frequency, monetary):
+                return segment.name
+        return None
+
+
+@dataclass(frozen=True)
+class ThresholdLevel:
+    """A fixed tier: customers whose metric is at least `min` (an amount in the reporting
+    currency, or a count of orders); the last level may leave `min` out to take the rest."""
+
+    name: str
+    min: Decimal | None = None
+
+
 @dataclass(frozen=True)
 class TiersConfig:
-    """Tier levels (highest first) and the accuracy passed to percentile_approx."""
+    """What tiers rank by (`metric`) and how they are cut (`method`): quantile levels
+    (highest first, from percentile_approx at `accuracy`), Pareto classes, fixed
+    thresholds, or RFM scores and their named segments (`rfm`); `relative_error` bounds
+    the value histogram behind `value_percentile`, the Pareto classes and the
+    concentration figures."""
 
     levels: tuple[TierLevel, ...] = DEFAULT_LEVELS
     accuracy: int = 10000
     by: tuple[str, ...] = ()
+    metric: str = field(default="revenue", metadata=ADDED_LATER)
+    method: str = field(default="quantile", metadata=ADDED_LATER)
+    pareto: tuple[ParetoClass, ...] = field(default=DEFAULT_PARETO, metadata=ADDED_LATER)
+    thresholds: tuple[ThresholdLevel, ...] = field(default=(), metadata=ADDED_LATER)
+    relative_error: float = field(default=0.01, metadata=ADDED_LATER)
+    rfm: RfmConfig = field(default_factory=RfmConfig, metadata=ADDED_LATER)
+
+    def segment_names(self) -> tuple[str, ...]:
+        """The tiers of the configured method, highest first."""
+        if self.method == "pareto":
+            return tuple(c.name for c in self.pareto)
+        if self.method == "thresholds":
+            return tuple(t.name for t in self.thresholds)
+        if self.method == "rfm":
+            return tuple(s.name for s in self.rfm.segments)
+        return tuple(level.name for level in self.levels)
+
+
+# The summary tables a run can write beside customer_segments and tier_boundaries.
+INSIGHT_TABLES = ("segment_summary", "concentration")
+
+
+@dataclass(frozen=True)
+class InsightsConfig:
+    """Which summary tables a run writes (each is replaced per period with the segments)."""
+
+    segment_summary: bool = True
+    concentration: bool = True
+
+    def tables(self) -> tuple[str, ...]:
+        """The summary tables turned on, in the order a run writes them."""
+        return tuple(name for name in INSIGHT_TABLES if getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -277,6 +401,8 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     spark: Mapping[str, str] = field(default_factory=dict, metadata=NOT_FINGERPRINTED)
     clv: ClvConfig = field(default_factory=ClvConfig, metadata=OWN_FINGERPRINT)
+    # Which summary tables are written does not change what customer_segments holds.
+    insights: InsightsConfig = field(default_factory=InsightsConfig, metadata=OWN_FINGERPRINT)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Config:
@@ -307,6 +433,13 @@ class Config:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    """A field's default value, made by its factory if it has one."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
 def to_plain(value: Any) -> Any:
     """Turn a config (or part of one) back into plain dicts, lists and scalars.
 
@@ -318,7 +451,7 @@ def to_plain(value: Any) -> Any:
         return {
             f.name: to_plain(getattr(value, f.name))
             for f in dataclasses.fields(value)
-            if not (f.metadata.get(_ADDED) and getattr(value, f.name) == f.default)
+            if not (f.metadata.get(_ADDED) and getattr(value, f.name) == _default_of(f))
         }
     if isinstance(value, Mapping):
         return {k: to_plain(v) for k, v in value.items()}

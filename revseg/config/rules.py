@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import zoneinfo
+from decimal import Decimal
 
 from revseg.config.model import (
     CLV_MODELS,
@@ -11,10 +13,14 @@ from revseg.config.model import (
     CLV_TIME_UNITS,
     FX_COLUMNS,
     MAX_ACCURACY,
-    NO_REVENUE_SEGMENT,
     OPTIONAL_METRICS,
     REFUND_ATTRIBUTIONS,
+    RESERVED_SEGMENTS,
+    RFM_MEASURES,
+    RFM_SCORES,
     SOURCE_FORMATS,
+    TIER_METHODS,
+    TIER_METRICS,
     ClvConfig,
     Config,
     InputTable,
@@ -22,6 +28,7 @@ from revseg.config.model import (
     PeriodsConfig,
     QualityConfig,
     RevenueConfig,
+    RfmConfig,
     SourceConfig,
     TiersConfig,
     TransactionTypes,
@@ -32,7 +39,7 @@ from revseg.names import CANONICAL_COLUMNS, GROUP_COLUMNS, SUPPORTED_GRAINS, nam
 
 MAX_HORIZON = 5000  # time units: 13 years of days, 96 of weeks
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SEGMENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_SEGMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _NOT_JAVA_ZONE_PREFIXES = ("posix/", "right/", "SystemV/")
 _NOT_JAVA_ZONES = ("localtime", "Factory", "posixrules")
@@ -44,6 +51,11 @@ def validate(config: Config) -> None:
     _validate_output(config.output)
     _validate_periods(config.periods)
     _validate_tiers(config.tiers)
+    if config.tiers.metric == "margin" and "margin" not in config.metrics.include:
+        raise ConfigError(
+            "config key 'tiers.metric': margin needs the margin metric; add margin to "
+            "metrics.include (and map a cost column)"
+        )
     if not _CURRENCY.match(config.revenue.reporting_currency):
         raise ConfigError(
             "config key 'revenue.reporting_currency': expected an ISO 4217 code such as USD, "
@@ -217,20 +229,132 @@ def _validate_periods(periods: PeriodsConfig) -> None:
 
 
 def _validate_tiers(tiers: TiersConfig) -> None:
+    if tiers.metric not in TIER_METRICS:
+        raise ConfigError(
+            f"config key 'tiers.metric': {tiers.metric!r} is not a tier metric; expected one "
+            f"of {', '.join(TIER_METRICS)}"
+        )
+    if tiers.method not in TIER_METHODS:
+        raise ConfigError(
+            f"config key 'tiers.method': {tiers.method!r} is not a tier method; expected one "
+            f"of {', '.join(TIER_METHODS)}"
+        )
+    if not 0.0001 <= tiers.relative_error <= 0.1:
+        raise ConfigError(
+            "config key 'tiers.relative_error': must be between 0.0001 and 0.1 (the value "
+            f"histogram grows as it shrinks), got {tiers.relative_error}"
+        )
+    if tiers.method == "pareto":
+        _validate_pareto(tiers)
+    if tiers.method == "thresholds":
+        _validate_thresholds(tiers)
+    if tiers.method == "rfm":
+        _validate_rfm(tiers.rfm)
+    _validate_levels(tiers)
+
+
+def _check_segment_name(name: str, key: str, seen: set[str]) -> None:
+    """A segment name names a partition: letters, digits and underscores, unique whatever
+    the case (a case-insensitive file system would merge `A` and `a`), not a reserved one."""
+    if not _SEGMENT_NAME.match(name):
+        raise ConfigError(
+            f"config key '{key}.name': {name!r} must be letters, digits and underscores, "
+            "starting with a letter (it names a table partition)"
+        )
+    if name.lower() in RESERVED_SEGMENTS or name.lower() in seen:
+        raise ConfigError(f"config key '{key}.name': {name!r} is reserved or repeated")
+    seen.add(name.lower())
+
+
+def _validate_pareto(tiers: TiersConfig) -> None:
+    if not tiers.pareto:
+        raise ConfigError("config key 'tiers.pareto': needs at least one class")
+    seen: set[str] = set()
+    previous = 0.0
+    for i, cls in enumerate(tiers.pareto):
+        key = f"tiers.pareto[{i}]"
+        _check_segment_name(cls.name, key, seen)
+        if not previous < cls.share <= 1.0:
+            raise ConfigError(
+                f"config key '{key}.share': shares must increase, each above 0 and at most 1 "
+                f"({cls.share} follows {previous})"
+            )
+        previous = cls.share
+    if tiers.pareto[-1].share != 1.0:
+        raise ConfigError(
+            f"config key 'tiers.pareto[{len(tiers.pareto) - 1}].share': the last class must "
+            f"have share 1.0 so that every customer with revenue gets a class, got {previous}"
+        )
+
+
+def _validate_thresholds(tiers: TiersConfig) -> None:
+    if not tiers.thresholds:
+        raise ConfigError(
+            "config key 'tiers.thresholds': method thresholds needs levels, e.g. "
+            "[{name: vip, min: 5000}, {name: regular}]"
+        )
+    seen: set[str] = set()
+    previous = None
+    for i, level in enumerate(tiers.thresholds):
+        key = f"tiers.thresholds[{i}]"
+        _check_segment_name(level.name, key, seen)
+        last = i == len(tiers.thresholds) - 1
+        if level.min is None and not last:
+            raise ConfigError(f"config key '{key}.min': only the last level may leave out min")
+        if level.min is not None and previous is not None and level.min >= previous:
+            raise ConfigError(
+                f"config key '{key}.min': minimums must decrease from the top level down "
+                f"({level.min} follows {previous})"
+            )
+        if level.min is not None and level.min != level.min.quantize(Decimal("0.01")):
+            raise ConfigError(
+                f"config key '{key}.min': {level.min} has more than two decimals; minimums "
+                "are amounts in the reporting currency (or counts of orders)"
+            )
+        previous = level.min
+
+
+def _validate_rfm(rfm: RfmConfig) -> None:
+    """Scores 1-5; every score triple reaches a segment, and every segment is reached (a
+    segment whose scores all match an earlier one would be empty whatever the data)."""
+    if not rfm.segments:
+        raise ConfigError("config key 'tiers.rfm.segments': needs at least one segment")
+    seen: set[str] = set()
+    for i, segment in enumerate(rfm.segments):
+        key = f"tiers.rfm.segments[{i}]"
+        _check_segment_name(segment.name, key, seen)
+        for measure in RFM_MEASURES:
+            wrong = [s for s in getattr(segment, measure) if s not in RFM_SCORES]
+            if wrong:
+                raise ConfigError(
+                    f"config key '{key}.{measure}': scores are 1 to 5, got {wrong[0]}"
+                )
+    triples = list(itertools.product(RFM_SCORES, repeat=3))
+    reached = {rfm.segment_of(*triple) for triple in triples}
+    for triple in triples:
+        if rfm.segment_of(*triple) is None:
+            raise ConfigError(
+                "config key 'tiers.rfm.segments': score "
+                + "".join(map(str, triple))
+                + " (recency, frequency, monetary) matches no segment; end the list with a "
+                "segment that names no scores to take the rest"
+            )
+    for i, segment in enumerate(rfm.segments):
+        if segment.name not in reached:
+            raise ConfigError(
+                f"config key 'tiers.rfm.segments[{i}]': {segment.name!r} is never reached: "
+                "every score it takes matches an earlier segment"
+            )
+
+
+def _validate_levels(tiers: TiersConfig) -> None:
     if not tiers.levels:
         raise ConfigError("config key 'tiers.levels': needs at least one level")
     seen: set[str] = set()
     previous = 0.0
     for i, level in enumerate(tiers.levels):
         key = f"tiers.levels[{i}]"
-        if not _SEGMENT_NAME.match(level.name):
-            raise ConfigError(
-                f"config key '{key}.name': {level.name!r} must be lower case letters, digits "
-                "and underscores (it names a table partition)"
-            )
-        if level.name == NO_REVENUE_SEGMENT or level.name in seen:
-            raise ConfigError(f"config key '{key}.name': {level.name!r} is reserved or repeated")
-        seen.add(level.name)
+        _check_segment_name(level.name, key, seen)
         if not 0.0 < level.fraction <= 1.0:
             raise ConfigError(
                 f"config key '{key}.fraction': must be above 0 and at most 1, got {level.fraction}"

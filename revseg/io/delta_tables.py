@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Row, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructField, StructType
 
 from revseg.errors import ConcurrentWriteError, TableError
 from revseg.io.delta_history import PERIOD_VALUE, history, latest_version
@@ -175,6 +175,11 @@ def _check_existing(
     found = table.read(spark).schema
     expected = {f.name: f.dataType.simpleString() for f in schema.fields}
     actual = {f.name: f.dataType.simpleString() for f in found.fields}
+    added = [f for f in schema.fields if f.name not in actual and f.nullable]
+    if added and set(actual) <= set(expected):
+        # Columns a later revseg added to its own table: added, null in the rows before.
+        add_columns(spark, table, added)
+        actual.update({f.name: f.dataType.simpleString() for f in added})
     if expected != actual:
         missing = sorted(set(expected) - set(actual))
         extra = sorted(set(actual) - set(expected))
@@ -185,6 +190,14 @@ def _check_existing(
             f"{changed or 'none'}): point output.path elsewhere or move that table away"
         )
     return dict(detail["properties"] or {})
+
+
+def add_columns(spark: SparkSession, table: TableRef, fields: Sequence[StructField]) -> None:
+    """Add nullable columns at the end of the table (one ALTER TABLE commit; the rows it
+    holds read them as null)."""
+    columns = ", ".join(f"{_quoted(f.name)} {f.dataType.simpleString()}" for f in fields)
+    logger.info("adding the column(s) %s to %s", ", ".join(f.name for f in fields), table)
+    spark.sql(f"ALTER TABLE {table.sql} ADD COLUMNS ({columns})")
 
 
 PROPERTY_PREFIX = "revseg."

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date
+from functools import reduce
 from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -30,6 +31,14 @@ from revseg.io.table_ref import Outputs
 
 # The tables every run replaces periods of (the quarantine is appended to).
 OUTPUT_TABLES = (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES)
+# The summary tables (`insights.*`) a run may replace periods of besides, in commit order.
+SUMMARY_TABLES = (contract.SEGMENT_SUMMARY, contract.CONCENTRATION)
+
+
+def period_tables(summaries: Sequence[str] = ()) -> tuple[str, ...]:
+    """The tables a run replaces periods of: customer_segments, tier_boundaries and the
+    summary tables turned on, in the order it commits them."""
+    return (*OUTPUT_TABLES, *[t for t in SUMMARY_TABLES if t in summaries])
 
 
 # The earliest source day the tables' periods were computed from (table property).
@@ -42,12 +51,14 @@ def ensure_outputs(
     groups: tuple[str, ...],
     meaning: Mapping[str, str],
     first_day: date | None = None,
+    summaries: Sequence[str] = (),
 ) -> date | None:
     """Create customer_segments and tier_boundaries if absent (a foreign table at their path
     stops the run before any work), each recording the settings that give its period labels
     their `meaning` (`PeriodsConfig.meaning`), and refuse tables made under other ones;
     check the quarantine table if it exists.
 
+    `summaries`: the summary tables the run writes, created here too.
     `first_day`: the source's first date partition now (runs that list every partition).
     customer_segments records the earliest one its periods were computed from; when the
     source now starts later, the days before were removed (retention) and this returns
@@ -68,6 +79,11 @@ def ensure_outputs(
             contract.TIER_BOUNDARIES_PARTITIONS,
             {},
         ),
+        *[
+            (name, contract.PERIOD_SUMMARY_SCHEMAS[name], contract.PERIOD_PARTITIONS, {})
+            for name in SUMMARY_TABLES
+            if name in summaries
+        ],
     ):
         table = outputs.table(name)
         schema = contract.with_groups(schema, groups)
@@ -91,7 +107,7 @@ def current_versions(
     """The current version of every output table that exists (what a reader should read),
     but those in `skip`."""
     versions = {}
-    for table in (*OUTPUT_TABLES, contract.QUARANTINED_TRANSACTIONS):
+    for table in (*OUTPUT_TABLES, *SUMMARY_TABLES, contract.QUARANTINED_TRANSACTIONS):
         if table in skip:
             continue
         ref = outputs.table(table)
@@ -115,27 +131,20 @@ def write_periods(
     spark: SparkSession,
     outputs: Outputs,
     segments: DataFrame,
-    boundaries: Sequence[Mapping[str, Any]],
+    summaries: Mapping[str, Sequence[Mapping[str, Any]]],
     periods: Mapping[str, tuple[str, ...]],
     groups: tuple[str, ...],
     run_id: str,
     txn: Txn | None = None,
 ) -> dict[str, int]:
-    """customer_segments, then tier_boundaries: each one atomic commit over the periods;
-    then no other run may have committed the same periods to either table since just
-    before the first of them (`check_alone`)."""
+    """customer_segments, then each of the small tables in `summaries` (name -> rows:
+    tier_boundaries first): each one atomic commit over the periods; then no other run may
+    have committed the same periods to any of them since just before the first
+    (`check_alone`)."""
+    tables = (contract.CUSTOMER_SEGMENTS, *summaries)
     all_periods = [p for labels in periods.values() for p in labels]
-    before = {table: latest_version(spark, outputs.table(table)) for table in OUTPUT_TABLES}
+    before = {table: latest_version(spark, outputs.table(table)) for table in tables}
     written = set(all_periods)
-    boundaries_schema = contract.with_groups(contract.TIER_BOUNDARIES_SCHEMA, groups)
-    boundary_frame = spark.createDataFrame(
-        [
-            tuple(row[name] for name in boundaries_schema.fieldNames())
-            for row in boundaries
-            if row["period"] in written
-        ],
-        boundaries_schema,
-    )
     replace_periods(
         segments.where(F.col("period").isin(all_periods)),
         outputs.table(contract.CUSTOMER_SEGMENTS),
@@ -145,30 +154,37 @@ def write_periods(
         parquet_settings=PLAIN_ENCODING,
         txn=txn,
     )
-    try:
-        replace_periods(
-            boundary_frame,
-            outputs.table(contract.TIER_BOUNDARIES),
-            all_periods,
-            contract.TIER_BOUNDARIES_PARTITIONS,
-            run_id,
-            txn=txn,
+    committed = [contract.CUSTOMER_SEGMENTS]
+    for name, rows in summaries.items():
+        schema = contract.with_groups(contract.PERIOD_SUMMARY_SCHEMAS[name], groups)
+        frame = spark.createDataFrame(
+            [
+                tuple(row[f] for f in schema.fieldNames())
+                for row in rows
+                if row["period"] in written
+            ],
+            schema,
         )
-    except ConcurrentWriteError as err:
-        written_first = outputs.table(contract.CUSTOMER_SEGMENTS)
-        raise ConcurrentWriteError(
-            f"{err} customer_segments was already committed (version "
-            f"{committed_version(spark, written_first, run_id)}): retry the run to bring both "
-            "tables in line."
-        ) from None
+        try:
+            replace_periods(
+                frame, outputs.table(name), all_periods, contract.PERIOD_PARTITIONS, run_id, txn=txn
+            )
+        except ConcurrentWriteError as err:
+            done = ", ".join(
+                f"{table} (version {committed_version(spark, outputs.table(table), run_id)})"
+                for table in committed
+            )
+            raise ConcurrentWriteError(
+                f"{err} {done} already committed: retry the run to bring the tables in line."
+            ) from None
+        committed.append(name)
     # One history read per table: this run's commit and every other since just before it.
     # A retry whose commit Delta skipped (same txn ids) finds the earlier attempt's: the
     # window starts there, so another run's commit in between is seen too.
     commits = {
-        table: commits_since(spark, outputs.table(table), before[table], run_id)
-        for table in OUTPUT_TABLES
+        table: commits_since(spark, outputs.table(table), before[table], run_id) for table in tables
     }
-    versions = {table: own_version(commits[table], table, run_id) for table in OUTPUT_TABLES}
+    versions = {table: own_version(commits[table], table, run_id) for table in tables}
     check_alone(commits, written, run_id)
     return versions
 
@@ -184,9 +200,8 @@ def own_version(commits: Sequence[Commit], table: str, run_id: str) -> int:
 def check_alone(
     commits: Mapping[str, Sequence[Commit]], periods: Collection[str], run_id: str
 ) -> None:
-    """Fail when another writer committed any of `periods` to customer_segments or
-    tier_boundaries in the `commits` (per table: since just before this run's first
-    commit, or its earlier attempt's).
+    """Fail when another writer committed any of `periods` to a table of `commits` (per
+    table: since just before this run's first commit, or its earlier attempt's).
 
     Two runs of the same period whose commits interleave would each find the other's commit
     here, so at most one of them succeeds (or both commit strictly one after the other): a
@@ -221,14 +236,16 @@ def committed_totals(
     versions: Mapping[str, int],
     periods: Mapping[str, tuple[str, ...]],
 ) -> dict[str, dict[tuple[str, str], tuple[int, int]]]:
-    """customer_segments and tier_boundaries read back at the versions a run committed:
-    per (period_grain, period) of `periods`, customers and revenue in cents (one small
-    aggregate over the written period partitions of both tables)."""
+    """customer_segments, tier_boundaries and (when written) segment_summary read back at
+    the versions a run committed: per (period_grain, period) of `periods`, customers and
+    revenue in cents (one small aggregate over the written period partitions)."""
     labels = sorted({p for found in periods.values() for p in found})
     customers = {
         contract.CUSTOMER_SEGMENTS: F.lit(1).cast("long"),
         contract.TIER_BOUNDARIES: F.col("customers").cast("long"),
     }
+    if contract.SEGMENT_SUMMARY in versions:
+        customers[contract.SEGMENT_SUMMARY] = F.col("customers").cast("long")
     frames = [
         outputs.table(table)
         .read(spark, versions[table])
@@ -243,8 +260,7 @@ def committed_totals(
         for table, count in customers.items()
     ]
     rows = (
-        frames[0]
-        .unionByName(frames[1])
+        reduce(DataFrame.unionByName, frames)
         .groupBy("table", "period_grain", "period")
         .agg(F.sum("customers").alias("customers"), F.sum("cents").alias("cents"))
         .collect()

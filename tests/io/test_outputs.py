@@ -12,9 +12,13 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
 
 from revseg import contract
+from revseg.config import OutputConfig
 from revseg.errors import TableError
+from revseg.io.delta_tables import ensure_table
+from revseg.io.table_ref import Outputs
 from revseg.pipeline import run_segmentation
 from tests.lakes import config_for, naive, read_delta
 
@@ -71,3 +75,33 @@ def test_output_path_with_foreign_files_is_refused(
     with pytest.raises(TableError, match=r"(holds files that are not a Delta table|cannot create)"):
         run_segmentation(spark, config_for(lake, tmp_path / "out", "periods.grains=[year]"))
     assert (foreign / "notes.txt").read_text() == "not a table"
+
+
+def test_tables_of_an_earlier_version_get_the_added_columns(
+    spark: SparkSession, lake: str, tmp_path: Path
+) -> None:
+    # customer_segments and tier_boundaries as revseg 0.2 made them: without the columns
+    # added since. A run adds them (null in the rows before), refuses nothing, and writes.
+    out = tmp_path / "out"
+    old = {
+        contract.CUSTOMER_SEGMENTS: (
+            contract.CUSTOMER_SEGMENTS_SCHEMA,
+            contract.CUSTOMER_SEGMENTS_PARTITIONS,
+            ("value_percentile",),
+        ),
+        contract.TIER_BOUNDARIES: (
+            contract.TIER_BOUNDARIES_SCHEMA,
+            contract.TIER_BOUNDARIES_PARTITIONS,
+            ("metric", "min_metric"),
+        ),
+    }
+    for name, (schema, partitions, added) in old.items():
+        table = Outputs.of(OutputConfig(path=str(out))).table(name)
+        before = StructType([f for f in schema.fields if f.name not in added])
+        ensure_table(spark, table, before, partitions)
+        assert set(added).isdisjoint(DeltaTable(str(out / name)).schema().to_arrow().names)
+    run_segmentation(spark, config_for(lake, out, "periods.grains=[year]"))
+    for name, (_, _, added) in old.items():
+        rows = read_delta(out / name)
+        assert all(column in rows[0] for column in added)
+        assert any(row[added[0]] is not None for row in rows)
