@@ -10,6 +10,7 @@ INIT = (Path(__file__).parent / "revseg" / "__init__.py").read_text()
 VERSION = re.search(r'^__version__ = "([^"]+)"', INIT, re.M).group(1)
 LOCAL_SPARK = ["pyspark==4.1.1", "delta-spark==4.3.1"]
 CLV = ["scipy==1.17.1", "numpy>=1.26,<3", "pandas>=2.2,<4", "pyarrow>=18"]
+REPORT = ["matplotlib==3.11.2"]
 
 setup(
     name="revseg",
@@ -31,9 +32,14 @@ setup(
         "connect": ["pyspark[connect]==4.1.1"],
         # Predictive CLV: the fits on the driver (scipy), the scores in pandas UDFs.
         "clv": CLV,
+        # `revseg report`: the images of the HTML page
+        "report": REPORT,
         "test": [
             *LOCAL_SPARK,
             *CLV,
+            *REPORT,
+            # the report's browser test drives Debian's chromium (no browser download)
+            "playwright==1.65.2",
             "pyspark[connect]==4.1.1",
             "pytest>=8,<10",
             "pytest-xdist==3.8.0",

@@ -23,6 +23,7 @@ from revseg.compute import computation
 from revseg.config import Config
 from revseg.errors import ConfigError
 from revseg.io.inputs import read_rates
+from revseg.migrations import migration_counts_of
 from revseg.periods import Month, RollingGrain, make_grains
 from revseg.pipeline import check_counts, check_metric_source, pass_options, run_segmentation
 from revseg.result import RunCounts, RunResult
@@ -39,8 +40,9 @@ class Segmentation:
     and the counts a run logs.
 
     `customer_segments` and `quarantined_transactions` are lazy (each action computes
-    them again: `.cache()` one you act on often); `tier_boundaries`, `segment_summary` and
-    `concentration` are already computed.
+    them again: `.cache()` one you act on often); `tier_boundaries`, `segment_summary`,
+    `concentration` and `tier_migrations` (the pairs of consecutive periods in the data)
+    are already computed.
     `periods` holds the periods per grain, as a run would write them (rolling windows
     without full history in the data left out)."""
 
@@ -51,6 +53,7 @@ class Segmentation:
     periods: dict[str, tuple[str, ...]]
     segment_summary: DataFrame
     concentration: DataFrame
+    tier_migrations: DataFrame
 
 
 def segment(
@@ -103,6 +106,10 @@ def segment(
             if row["period"] in kept
         ]
         concentration = [row for row in computed.concentration if row["period"] in kept]
+        written = {grain: set(labels) for grain, labels in periods.items() if labels}
+        migrations, _ = migration_counts_of(
+            spark, computed.migration_input(kept), grains, written, {}, config.tiers.by
+        )
         excluded = config.quality.quarantine_excluded
         today = datetime.now(timezone.utc).date()
         quarantined = computed.quarantined(duplicated, excluded, run_id, today)
@@ -122,6 +129,7 @@ def segment(
         periods=periods,
         segment_summary=frame(contract.SEGMENT_SUMMARY, summaries),
         concentration=frame(contract.CONCENTRATION, concentration),
+        tier_migrations=frame(contract.TIER_MIGRATIONS, migrations),
     )
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from revseg.config.model import LAPSED_SEGMENT, NEW_SEGMENT, REACTIVATED_SEGMENT
 from revseg.errors import RunError
 from revseg.months import Month
 from revseg.reasons import DUPLICATE, MISSING_FX_RATE, ROW_REASONS, STALE_FX_RATE
-from revseg.result import Boundary, RunCounts
+from revseg.result import Boundary, Migrations, RunCounts
 
 if TYPE_CHECKING:
     from revseg.periods import Grain, RollingGrain
@@ -272,3 +273,52 @@ def check_committed(
                     "succeeded, so readers of the run log keep the previous versions. Run "
                     "it again to replace these periods."
                 )
+
+
+def check_migrations(
+    rows: Iterable[Mapping[str, Any]], migrations: Migrations, version: int | None = None
+) -> None:
+    """Every pair of tier_migrations must add up to both periods' customers and revenue:
+    the computed rows before the write, the committed ones (`version`) after it, which
+    must also be as many as were computed."""
+    rows = list(rows)
+    where = "the computed" if version is None else f"tier_migrations (version {version}) holds"
+    wrong = unbalanced_pairs(rows, migrations.totals)
+    if version is not None and len(rows) != len(migrations.rows):
+        wrong.append(
+            f"{len(rows):,} rows for the periods written, the run computed {len(migrations.rows):,}"
+        )
+    if wrong:
+        raise RunError(
+            f"reconciliation of the tier migrations failed: {where} pairs that do not add up "
+            f"to their periods: {'; '.join(wrong[:3])}"
+            + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else "")
+            + ". The run is not logged as succeeded; run it again to replace these periods."
+        )
+
+
+def unbalanced_pairs(
+    rows: Iterable[Mapping[str, Any]], totals: Mapping[tuple[str, str], tuple[int, int]]
+) -> list[str]:
+    """The pairs whose migrations do not add up to both periods' customers and revenue
+    (`totals`: (period_grain, period) -> customers, cents), described."""
+    sides: dict[tuple[str, str, str], list[int]] = {}
+    for row in rows:
+        pair = (row["period_grain"], row["from_period"], row["to_period"])
+        found = sides.setdefault(pair, [0, 0, 0, 0])
+        if row["from_segment"] not in (NEW_SEGMENT, REACTIVATED_SEGMENT):
+            found[0] += int(row["customers"])
+        if row["to_segment"] != LAPSED_SEGMENT:
+            found[2] += int(row["customers"])
+        found[1] += int(row["from_revenue"] * 100)
+        found[3] += int(row["to_revenue"] * 100)
+    wrong = []
+    for (grain, first, second), (c1, r1, c2, r2) in sorted(sides.items()):
+        want = (*totals.get((grain, first), (0, 0)), *totals.get((grain, second), (0, 0)))
+        if (c1, r1, c2, r2) != want:
+            wrong.append(
+                f"{grain} {first} -> {second}: {c1:,} customers and {r1 / 100:,.2f} from, "
+                f"{c2:,} and {r2 / 100:,.2f} to; the periods hold {want[0]:,} and "
+                f"{want[1] / 100:,.2f}, {want[2]:,} and {want[3] / 100:,.2f}"
+            )
+    return wrong

@@ -1,7 +1,8 @@
 """The `revseg` command: parse arguments, get a session, call the pipeline, summarise.
 
 `revseg run` segments customers; `revseg clv` fits and scores customer lifetime value;
-`revseg generate` writes a sample lake. Errors that revseg
+`revseg report` draws the summary tables as an HTML page; `revseg generate` writes a
+sample lake. Errors that revseg
 understands end the command with one line on stderr and a non-zero exit code.
 """
 
@@ -17,13 +18,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from revseg import __version__
-from revseg.contract import ALL_TABLES
+from revseg.contract import ALL_TABLES, CUSTOMER_CURRENT_SEGMENT
 from revseg.errors import ConcurrentWriteError, ConfigError, RevsegError
 from revseg.io.paths import RedactingFilter, redact
 
 logger = logging.getLogger("revseg")
 
 DEFAULT_CONFIG = Path("conf/local.yaml")
+DEFAULT_REPORT_DIR = "revseg-report"
 EXIT_ERROR = 2
 EXIT_UNEXPECTED = 1
 # A concurrent write: safe to retry as is (sysexits' EX_TEMPFAIL), unlike a bad config.
@@ -113,6 +115,32 @@ def build_parser() -> argparse.ArgumentParser:
         "running and those readers of older versions need (only when nothing runs there)",
     )
 
+    export = commands.add_parser(
+        "export",
+        help="write a table as plain files for tools that cannot read Delta "
+        "(current: customer_current_segment)",
+    )
+    export.add_argument("table", choices=("current",), help="the table: current")
+    _config_arguments(export)
+    export.add_argument("--out", required=True, help="the directory to write")
+    export.add_argument(
+        "--format", default="parquet", choices=("csv", "parquet"), help="csv or parquet (default)"
+    )
+    export.add_argument("--grain", help="one grain only, e.g. month (default: every grain)")
+    export.add_argument("--overwrite", action="store_true", help="replace what is at --out")
+
+    report = commands.add_parser(
+        "report",
+        help="write an HTML report (tiers, concentration, migrations, CLV) from the summary tables",
+    )
+    _config_arguments(report)
+    report.add_argument(
+        "--out",
+        default=DEFAULT_REPORT_DIR,
+        help=f"the directory to write report.html into (default: {DEFAULT_REPORT_DIR})",
+    )
+    report.add_argument("--grain", help="the grain to draw (default: the first in periods.grains)")
+
     generate = commands.add_parser("generate", help="write a sample transaction lake")
     generate.add_argument("--output", required=True, help="where to write the lake")
     generate.add_argument("--rows", type=int, default=200_000)
@@ -175,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(args)
         if args.command == "vacuum":
             return _vacuum(args)
+        if args.command == "export":
+            return _export(args)
+        if args.command == "report":
+            return _report(args)
     except ConcurrentWriteError as err:
         print(f"revseg: error: {redact(str(err))}", file=sys.stderr)
         return EXIT_RETRY
@@ -211,6 +243,7 @@ def _configure_logging(verbose: bool) -> None:
     for handler in logging.getLogger().handlers:  # every logger's records, Spark's too
         handler.addFilter(RedactingFilter())
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     # pyspark logs every failed query as a JSON blob; revseg reports errors itself.
     logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
 
@@ -322,6 +355,50 @@ def _vacuum(args: argparse.Namespace) -> int:
         removed = vacuum_table(spark, table, args.retain_hours, force=args.force)
         shown = "unused files deleted" if removed is None else f"{removed} unused file(s) deleted"
         print(f"{table}: {shown}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from revseg.io.export import export_current
+    from revseg.io.table_ref import Outputs
+    from revseg.session import get_session
+
+    config = _load(args)
+    spark = get_session(config.spark)
+    outputs = Outputs.of(config.output)
+    rows, version = export_current(
+        spark, outputs, args.out, args.format, args.grain, args.overwrite
+    )
+    print(
+        f"wrote {rows:,} rows of {outputs.table(CUSTOMER_CURRENT_SEGMENT)} "
+        f"(Delta version {version}) to {args.out} as {args.format}"
+    )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            'revseg report needs matplotlib (the report extra): pip install "revseg[report]"'
+        ) from None
+    from revseg.io.report_tables import report_data, write_report
+    from revseg.io.table_ref import Outputs
+    from revseg.session import get_session
+
+    config = _load(args)
+    grain = args.grain or config.periods.grains[0]
+    if grain not in config.periods.grains:
+        raise ConfigError(
+            f"--grain {grain}: not one of the config's periods.grains "
+            f"({', '.join(config.periods.grains)})"
+        )
+    spark = get_session(config.spark)
+    data = report_data(
+        spark, Outputs.of(config.output), grain, config.tiers.segment_names(), config.tiers.by
+    )
+    print(f"wrote the report to {write_report(data, args.out)}")
     return 0
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from revseg import contract
 from revseg.caching import persisted, unpersisted
 from revseg.clv import summary as cs
 from revseg.clv import validation as cv
@@ -38,10 +39,12 @@ from revseg.customer_periods import counted_transactions, kept_counts, observed_
 from revseg.errors import ConfigError, RunError
 from revseg.io.changes import delta_version
 from revseg.io.clv_tables import ensure_clv_tables, write_calibration
+from revseg.io.current_table import refresh_current_segments
 from revseg.io.inputs import Inputs, read_inputs
 from revseg.io.paths import redacting_logger
 from revseg.io.source import explain_read_failure
 from revseg.io.table_ref import Outputs
+from revseg.periods import make_grains
 from revseg.pipeline import check_counts, pass_options
 from revseg.result import RunCounts
 
@@ -249,6 +252,11 @@ def _fit_score_write(
                 {**{f.model: len(purchase["customers"]) for f in fits}, GAMMA_GAMMA: spend_rows_n},
                 (n_customers, int(placed["calibration"]) if placed else 0),
             )
+            # the CRM table carries the latest scores: rebuilt where a segment run made it
+            grains = make_grains(config.periods.grains, config.periods.fiscal_year_start_month)
+            current = refresh_current_segments(spark, outputs, grains, config.tiers.by, run_id)
+            if current is not None:
+                versions = {**versions, contract.CUSTOMER_CURRENT_SEGMENT: current}
     finally:
         for frame in cached:
             unpersisted(frame)
@@ -302,9 +310,13 @@ def _reconcile(counted_cents: int, placed: Any) -> None:
 
 
 def _columns(rows: DataFrame, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The distinct summary rows on the driver, as columns (through Arrow: compact)."""
+    """The distinct summary rows on the driver, as columns (through Arrow: compact), in the
+    order of their keys: Spark returns them in any order, and a fit's sums in another
+    order can end elsewhere on a flat likelihood; sorted, the same data fits the same."""
     table = rows.select(*keys, "customers").toArrow()
-    return {n: table.column(n).to_numpy().astype(np.float64) for n in (*keys, "customers")}
+    found = {n: table.column(n).to_numpy().astype(np.float64) for n in (*keys, "customers")}
+    order = np.lexsort([found[k] for k in reversed(keys)])
+    return {n: values[order] for n, values in found.items()}
 
 
 def _rows_frame(

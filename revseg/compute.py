@@ -9,18 +9,20 @@ second counts the tier boundaries from that cache. The segments are then written
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from revseg.caching import persisted, unpersisted
 from revseg.customer_periods import PassOptions, PeriodRows, customer_period_rows, quarantine_rows
 from revseg.io.paths import redacting_logger
 from revseg.periods import Grain, PeriodPlan
+from revseg.predicted import ClvScores, with_predicted_clv
 from revseg.quarantine import quarantine_records
 from revseg.result import RunCounts
 from revseg.segmentation import (
@@ -31,6 +33,7 @@ from revseg.segmentation import (
     segments_output,
     with_metric,
 )
+from revseg.stability import held_back, stable_segments
 
 logger = redacting_logger(__name__)
 
@@ -77,6 +80,19 @@ class Computation:
     columns: Mapping[str, str]
     options: PassOptions
     rfm_ties: tuple[dict[str, Any], ...] = ()
+    held_back: tuple[dict[str, Any], ...] = ()
+
+    def migration_input(self, periods: Sequence[str]) -> DataFrame:
+        """The rows tier migrations read, of these periods: customer, period, groups,
+        segment and revenue in cents (lazy, over the cache)."""
+        return self.segments.where(F.col("period").isin(list(periods))).select(
+            "customer_id",
+            "period_grain",
+            "period",
+            *self.options.groups,
+            "segment",
+            (F.col("revenue") * 100).cast("long").alias("revenue_cents"),
+        )
 
     def counts(self) -> tuple[RunCounts, tuple[int, ...]]:
         """The counts of the first pass and the hashes of the duplicated transactions (an
@@ -102,21 +118,48 @@ def computation(
     plan: PeriodPlan | None,
     tiering: Tiering,
     timer: StageTimer | None = None,
+    seeds: DataFrame | None = None,
+    clv: ClvScores | None = None,
 ) -> Iterator[Computation]:
     """Compute the segments of `source` (already pruned to the months the plan reads); the
-    customer x period rows stay cached until the block ends."""
+    customer x period rows stay cached until the block ends. `seeds`: with stable tiers,
+    the stored state of the periods just before the planned ones (`stable_segments`);
+    `clv`: the scores the predicted_clv metric ranks by."""
     timer = timer or StageTimer()
     with timer("read"):
         period_rows = customer_period_rows(source, columns, options, grains, plan)
-    customer_periods = persisted(
-        with_metric(period_rows.rows, tiering.metric), "the customer x period rows"
-    )
+    rows, scored = period_rows.rows, None
+    if tiering.metric == "predicted_clv":
+        if clv is None:
+            raise ValueError("the predicted_clv metric needs the customer_clv scores")
+        scored = persisted(rows, "the customer x period rows before their CLV")
+        with timer("aggregate and CLV scores"):
+            rows = with_predicted_clv(source.sparkSession, scored, grains, clv)
+    customer_periods = persisted(with_metric(rows, tiering.metric), "the customer x period rows")
+    stable: DataFrame | None = None
     try:
         with timer("aggregate and cut points"):
             cuts = period_cuts(source.sparkSession, customer_periods, grains, tiering)
-        for frame in period_rows.cached:  # customer_periods is cached now
-            unpersisted(frame)
+        for frame in (*period_rows.cached, *([scored] if scored is not None else [])):
+            unpersisted(frame)  # customer_periods is cached now
         segmented = segmented_rows(customer_periods, cuts, tiering)
+        held: list[dict[str, Any]] = []
+        if tiering.stability is not None:
+            with timer("stable tiers"):
+                segmented = persisted(
+                    stable_segments(
+                        segmented,
+                        cuts.cuts,
+                        tiering.names,
+                        grains,
+                        tiering.groups,
+                        tiering.stability,
+                        seeds,
+                    ),
+                    "the stable tiers",
+                )
+                stable = segmented
+                held = held_back(segmented, grains, tiering.groups)
         with timer("tier boundaries"):
             boundaries, summaries = boundary_rows(segmented, cuts, tiering)
         yield Computation(
@@ -129,8 +172,12 @@ def computation(
             columns,
             options,
             cuts.rfm_ties,
+            tuple(held),
         )
     finally:
+        for held_frame in (stable, scored):
+            if held_frame is not None:
+                unpersisted(held_frame)
         unpersisted(customer_periods)
         for frame in period_rows.cached:
             unpersisted(frame)

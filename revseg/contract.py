@@ -76,6 +76,11 @@ CUSTOMER_SEGMENTS_SCHEMA = StructType(
         # added in 0.3: tables made before get them (null in the periods written then)
         StructField("value_percentile", DoubleType(), True),
         StructField("rfm_score", StringType(), True),
+        # stable tiers (tiers.stability): the segment by the cut points alone, and the tier
+        # a customer is confirming a move to, for how many periods so far
+        StructField("cut_segment", StringType(), True),
+        StructField("pending_segment", StringType(), True),
+        StructField("pending_periods", IntegerType(), True),
     ]
 )
 CUSTOMER_SEGMENTS_PARTITIONS = ("segment", "period")
@@ -137,13 +142,50 @@ CONCENTRATION_SCHEMA = StructType(
         StructField("relative_error", DoubleType(), False),
     ]
 )
+TIER_MIGRATIONS = "tier_migrations"
+# Per pair of consecutive periods of a grain (x group): `period` is the pair's second
+# period, `to_period` (the partition a run replaces).
+TIER_MIGRATIONS_SCHEMA = StructType(
+    [
+        StructField("period", StringType(), False),
+        StructField("period_grain", StringType(), False),
+        StructField("from_period", StringType(), False),
+        StructField("to_period", StringType(), False),
+        StructField("from_segment", StringType(), False),
+        StructField("to_segment", StringType(), False),
+        StructField("customers", LongType(), False),
+        StructField("from_revenue", MONEY, False),
+        StructField("to_revenue", MONEY, False),
+    ]
+)
+CUSTOMER_CURRENT_SEGMENT = "customer_current_segment"
+# One row per customer and grain (x group): its latest period with revenue, for a CRM.
+CUSTOMER_CURRENT_SEGMENT_SCHEMA = StructType(
+    [
+        StructField("customer_id", StringType(), False),
+        StructField("period_grain", StringType(), False),
+        StructField("period", StringType(), False),
+        StructField("segment", StringType(), False),
+        StructField("revenue", MONEY, False),
+        StructField("value_percentile", DoubleType(), True),
+        StructField("segment_since", StringType(), False),
+        StructField("clv", MONEY, True),
+        StructField("p_alive", DoubleType(), True),
+        StructField("clv_segment", StringType(), True),
+        StructField("calibration_end", DateType(), True),
+    ]
+)
+CUSTOMER_CURRENT_SEGMENT_PARTITIONS = ("period_grain",)
 # The small tables a run writes per period from rows it collected, by name: schema.
 PERIOD_SUMMARY_SCHEMAS = {
     TIER_BOUNDARIES: TIER_BOUNDARIES_SCHEMA,
     SEGMENT_SUMMARY: SEGMENT_SUMMARY_SCHEMA,
+    TIER_MIGRATIONS: TIER_MIGRATIONS_SCHEMA,
     CONCENTRATION: CONCENTRATION_SCHEMA,
 }
 PERIOD_PARTITIONS = ("period",)
+# The summary tables (`insights.*`) a run may write beside those two, in commit order.
+SUMMARY_TABLES = (SEGMENT_SUMMARY, TIER_MIGRATIONS, CONCENTRATION)
 
 QUARANTINED_TRANSACTIONS = "quarantined_transactions"
 QUARANTINE_SCHEMA = StructType(
@@ -255,7 +297,9 @@ ALL_TABLES = (
     CUSTOMER_SEGMENTS,
     TIER_BOUNDARIES,
     SEGMENT_SUMMARY,
+    TIER_MIGRATIONS,
     CONCENTRATION,
+    CUSTOMER_CURRENT_SEGMENT,
     QUARANTINED_TRANSACTIONS,
     RUNS,
     *CLV_TABLES,
@@ -290,6 +334,9 @@ __all__ = [
     "CONCENTRATION_SCHEMA",
     "CUSTOMER_CLV",
     "CUSTOMER_CLV_SCHEMA",
+    "CUSTOMER_CURRENT_SEGMENT",
+    "CUSTOMER_CURRENT_SEGMENT_PARTITIONS",
+    "CUSTOMER_CURRENT_SEGMENT_SCHEMA",
     "CUSTOMER_SEGMENTS",
     "CUSTOMER_SEGMENTS_PARTITIONS",
     "CUSTOMER_SEGMENTS_PROPERTIES",
@@ -307,7 +354,10 @@ __all__ = [
     "RUNS_SCHEMA",
     "SEGMENT_SUMMARY",
     "SEGMENT_SUMMARY_SCHEMA",
+    "SUMMARY_TABLES",
     "TIER_BOUNDARIES",
     "TIER_BOUNDARIES_PARTITIONS",
     "TIER_BOUNDARIES_SCHEMA",
+    "TIER_MIGRATIONS",
+    "TIER_MIGRATIONS_SCHEMA",
 ]

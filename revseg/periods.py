@@ -7,6 +7,7 @@ integer arithmetic on it and the driver (which plans what to read and replace) a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -396,3 +397,31 @@ def period_label(grain_idx: Column, key: Column, grains: Sequence[Grain]) -> Col
     for i in reversed(range(len(grains))):
         label = F.when(grain_idx == i, grains[i].label_col(key)).otherwise(label)
     return label
+
+
+def key_step(grain: Grain) -> int:
+    """How far apart the keys of two consecutive periods are: months of a calendar period,
+    one month for rolling windows (keyed by their last month), seven days for weeks."""
+    if isinstance(grain, WeekGrain):
+        return 7
+    if isinstance(grain, CalendarGrain):
+        return grain.months
+    return 1
+
+
+def keys_of_labels(grain: Grain, labels: Iterable[str]) -> dict[str, int]:
+    """The key of each period label of `grain` (labels name their year: the periods of the
+    years around it are tried; a label that is no period of the grain is left out)."""
+    found: dict[str, int] = {}
+    for label in labels:
+        year = re.search(r"\d{4}", label)
+        if year is None:
+            continue
+        first = Month.of(int(year.group()) - 2, 1).index
+        for index in range(first, first + 48):
+            for key in grain.keys_of(Month(index)):
+                if grain.label(key) == label:
+                    found[label] = key
+        # (rolling labels name their last month, fiscal ones the year they end in: both
+        # lie within the four years tried)
+    return found

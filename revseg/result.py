@@ -137,6 +137,8 @@ class RunResult:
     note: str | None = None  # an incremental run: what it found changed, and since when
     # RFM measures whose ties left fewer than five scores in use, per period written
     rfm_ties: tuple[Mapping[str, Any], ...] = ()
+    # stable tiers: per period written, the customers whose tier change the rules held back
+    held_back: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def skipped(
@@ -173,3 +175,15 @@ class RunResult:
 
     def written_periods(self) -> list[str]:
         return [p for labels in self.periods.values() for p in labels]
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """What a run writes to tier_migrations: its rows, the periods it replaces, the
+    customers and revenue (cents) of every period the pairs name, to check them by, and
+    the customer_segments version its stored periods were read at."""
+
+    rows: tuple[dict[str, Any], ...]
+    periods: tuple[str, ...]
+    totals: Mapping[tuple[str, str], tuple[int, int]]
+    source_version: int

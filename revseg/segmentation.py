@@ -44,6 +44,7 @@ from revseg.metrics import (
     top_share,
 )
 from revseg.periods import Grain
+from revseg.stability import STATE_COLUMNS, Stability
 from revseg.tiers import (
     METRIC_VALUE,
     MONEY_METRICS,
@@ -81,9 +82,11 @@ class Tiering:
     concentration: bool = True
     rfm: tuple[RfmSegment, ...] = ()
     timezone: str = "UTC"
+    stability: Stability | None = None
 
     @classmethod
     def of(cls, tiers: TiersConfig, concentration: bool = True, timezone: str = "UTC") -> Tiering:
+        stable = tiers.stability
         return cls(
             metric=tiers.metric,
             method=tiers.method,
@@ -97,6 +100,9 @@ class Tiering:
             concentration=concentration,
             rfm=tiers.rfm.segments,
             timezone=timezone,
+            stability=(
+                Stability(stable.hysteresis, stable.confirm_periods) if stable is not None else None
+            ),
         )
 
     @property
@@ -494,7 +500,18 @@ def segments_output(segmented: DataFrame, groups: Sequence[str], timezone: str) 
         *top_columns(columns),
         F.col("value_percentile").alias("value_percentile"),
         F.col("rfm_score").alias("rfm_score"),
+        *[
+            (F.col(c) if c in columns else F.lit(None)).cast(STATE_TYPES[c]).alias(c)
+            for c in STATE_COLUMNS
+        ],
     )
+
+
+STATE_TYPES = {
+    field.name: field.dataType
+    for field in contract.CUSTOMER_SEGMENTS_SCHEMA.fields
+    if field.name in STATE_COLUMNS
+}
 
 
 def top_columns(columns: set[str]) -> list[Column]:

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from revseg.config import NO_REVENUE_SEGMENT
 from revseg.contract import (
-    CONCENTRATION,
     CUSTOMER_SEGMENTS,
     QUARANTINED_TRANSACTIONS,
     RUNS,
-    SEGMENT_SUMMARY,
+    SUMMARY_TABLES,
     TIER_BOUNDARIES,
 )
 from revseg.io.paths import redact
@@ -55,7 +54,7 @@ def summary_json(result: RunResult) -> str:
             for name in (
                 CUSTOMER_SEGMENTS,
                 TIER_BOUNDARIES,
-                *[t for t in (SEGMENT_SUMMARY, CONCENTRATION) if t in result.table_versions],
+                *[t for t in SUMMARY_TABLES if t in result.table_versions],
                 QUARANTINED_TRANSACTIONS,
                 RUNS,
             )
@@ -69,6 +68,7 @@ def summary_json(result: RunResult) -> str:
         ),
         "stage_seconds": dict(result.stage_seconds),
         "rfm_ties": [dict(tie) for tie in result.rfm_ties],
+        "held_back": [dict(row) for row in result.held_back],
     }
     return redact(json.dumps(document, indent=2))
 
@@ -134,13 +134,15 @@ def _summary(
         )
     if result.rfm_ties:
         lines.append(_ties_line(result.rfm_ties))
+    if result.held_back:
+        lines.append(_held_line(result.held_back))
     counts = result.counts or RunCounts()
     lines.append(_counts_line(counts))
     money = _money_line(counts, reporting_currency)
     if money:
         lines.append(money)
     lines.append("tables:")
-    for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, QUARANTINED_TRANSACTIONS):
+    for name in (CUSTOMER_SEGMENTS, TIER_BOUNDARIES, *SUMMARY_TABLES, QUARANTINED_TRANSACTIONS):
         version = result.table_versions.get(name)
         if version is not None:
             lines.append(f"  {result.table_name(name)}  (Delta version {version})")
@@ -160,6 +162,18 @@ def _ties_line(ties: Sequence[Mapping[str, Any]], shown: int = 4) -> str:
     return (
         f"rfm: ties at a score boundary leave fewer than five scores in use in {len(ties)} "
         "period measure(s): " + "; ".join(listed) + (more if len(ties) > shown else "")
+    )
+
+
+def _held_line(held: Sequence[Mapping[str, Any]], shown: int = 4) -> str:
+    """How many tier changes the stable-tier rules held back, per period."""
+    total = sum(int(row["customers"]) for row in held)
+    listed = [f"{row['period']} {int(row['customers']):,}" for row in held[:shown]]
+    more = f", and {len(held) - shown} more (revseg run --summary json lists them)"
+    return (
+        f"stable tiers: {total:,} tier change(s) held back (hysteresis or not yet confirmed): "
+        + "; ".join(listed)
+        + (more if len(held) > shown else "")
     )
 
 

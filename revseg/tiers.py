@@ -35,7 +35,8 @@ from revseg.periods import local_epoch_day
 
 METRIC_VALUE = "metric_value"  # the tier metric of a customer period, as a long
 # Metrics counted in cents of the reporting currency (orders is a count).
-MONEY_METRICS = ("revenue", "avg_order_value", "margin")
+MONEY_METRICS = ("revenue", "avg_order_value", "margin", "predicted_clv")
+CLV_CENTS = "clv_cents"  # predicted_clv: the customer's score joined onto its periods
 
 
 def metric_value(metric: str) -> Column:
@@ -50,6 +51,8 @@ def metric_value(metric: str) -> Column:
         return average_order_cents(revenue, F.col("orders"))
     if metric == "margin":
         return F.when(F.col("cost_missing") == 0, revenue - F.col("cost_cents"))
+    if metric == "predicted_clv":
+        return F.col(CLV_CENTS)
     raise ValueError(f"unknown tier metric {metric!r}")
 
 
@@ -106,9 +109,11 @@ def segment_of(
     )
     for i in reversed(range(last)):
         segment = F.when(value >= cuts[i], F.lit(names[i])).otherwise(segment)
+    # no cut points: nobody of the period (x group) is ranked, so a customer with revenue
+    # there has no metric (a margin with costs missing, a period before every CLV score)
     return (
-        F.when(revenue.isNull() | (revenue <= 0) | cuts.isNull(), F.lit(NO_REVENUE_SEGMENT))
-        .when(value.isNull(), F.lit(NO_METRIC_SEGMENT))
+        F.when(revenue.isNull() | (revenue <= 0), F.lit(NO_REVENUE_SEGMENT))
+        .when(value.isNull() | cuts.isNull(), F.lit(NO_METRIC_SEGMENT))
         .otherwise(segment)
     )
 
@@ -224,9 +229,11 @@ def rfm_segment(
                 matched = matched & score.isin(*allowed)
         segment = F.when(matched, F.lit(rule.name)).otherwise(segment)
     revenue = F.col("revenue_cents")
+    # no cut points: nobody of the period (x group) is ranked, so a customer with revenue
+    # there has no metric (a margin with costs missing, a period before every CLV score)
     return (
-        F.when(revenue.isNull() | (revenue <= 0) | cuts.isNull(), F.lit(NO_REVENUE_SEGMENT))
-        .when(value.isNull(), F.lit(NO_METRIC_SEGMENT))
+        F.when(revenue.isNull() | (revenue <= 0), F.lit(NO_REVENUE_SEGMENT))
+        .when(value.isNull() | cuts.isNull(), F.lit(NO_METRIC_SEGMENT))
         .otherwise(segment)
     )
 

@@ -153,24 +153,38 @@ def run_revseg(
 # What each part of the tiers and summaries costs: the job with one setting changed.
 VARIANTS = {
     "default": [],
-    "no summary tables": ["insights.segment_summary=false", "insights.concentration=false"],
+    "no summary tables": [
+        "insights.segment_summary=false",
+        "insights.tier_migrations=false",
+        "insights.concentration=false",
+        "insights.customer_current_segment=false",
+    ],
     "no concentration": ["insights.concentration=false"],
+    "no tier migrations": ["insights.tier_migrations=false"],
+    "no current segment": ["insights.customer_current_segment=false"],
+    "rfm": ["tiers.method=rfm"],
     "pareto": ["tiers.method=pareto"],
     "thresholds": [
         "tiers.method=thresholds",
         "tiers.thresholds=[{name: vip, min: 1000}, {name: rest}]",
     ],
     "metric avg_order_value": ["tiers.metric=avg_order_value"],
+    "stability": ["tiers.stability={hysteresis: 0.1, confirm_periods: 2}"],
 }
 
 
-def run_variants(lake: Path, out: Path, baseline: Path | None) -> dict[str, float]:
-    """Each variant once, one after the other on the same lake; with `baseline` (a
-    checkout of an earlier revseg), that one first: the job without any of it."""
+def run_variants(
+    lake: Path, out: Path, baseline: Path | None, only: list[str] | None = None
+) -> dict[str, float]:
+    """Each variant once (or those in `only`), one after the other on the same lake; with
+    `baseline` (a checkout of an earlier revseg), that one first: the job without any of
+    it."""
     seconds = {}
     if baseline is not None:
         seconds["baseline"] = run_revseg(lake, out, checkout=baseline)
     for name, settings in VARIANTS.items():
+        if only and name not in only:
+            continue
         args = [a for setting in settings for a in ("--set", setting)]
         seconds[name] = run_revseg(lake, out, *args)
     return seconds
@@ -288,6 +302,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="instead: the job once per tiers/insights variant (what each part adds)",
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        choices=sorted(VARIANTS),
+        help="with --variants: run only this one (repeatable; default: all)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="with --variants: a checkout of an earlier revseg, run first as the job without",
@@ -331,11 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.variants:
         try:
-            seconds = run_variants(lake, out / "revseg", args.baseline)
+            seconds = run_variants(lake, out / "revseg", args.baseline, args.variant)
         finally:
             if not args.keep_output:
                 shutil.rmtree(out, ignore_errors=True)
-        base = seconds.get("baseline", seconds["default"])
+        base = seconds.get("baseline", next(iter(seconds.values())))
         print(f"{'rows':>12} {'variant':<24} {'seconds':>8} {'vs first':>9}")
         for name, value in seconds.items():
             print(f"{args.rows:>12} {name:<24} {value:>8.2f} {value / base - 1:>+9.1%}")

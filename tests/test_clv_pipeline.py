@@ -408,5 +408,6 @@ def test_too_few_customers_is_a_fit_error_naming_the_model(
     ]
     lake = write_lake(spark.createDataFrame(rows, SCHEMA), tmp_path / "lake")
     config = load_config(None, [f"source.path={lake}", f"output.path={tmp_path / 'out'}"])
-    with pytest.raises(FitError, match="bgnbd"):
+    # which of the models fails first on three customers is numerics; one must, by name
+    with pytest.raises(FitError, match=r"^(bgnbd|pareto_nbd|gamma_gamma)\b.*converge"):
         run_clv(spark, config, date(2024, 1, 31))

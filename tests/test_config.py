@@ -172,6 +172,10 @@ def test_levels_from_yaml(tmp_path: Path) -> None:
             "config key 'tiers.rfm.segments[1]': 'top' is never reached",
         ),
         (
+            "tiers: {levels: [{name: new, fraction: 0.1}, {name: rest, fraction: 1.0}]}",
+            "config key 'tiers.levels[0].name': 'new' is reserved or repeated",
+        ),
+        (
             "tiers: {method: rfm, rfm: {segments: [{name: no_revenue}]}}",
             "config key 'tiers.rfm.segments[0].name': 'no_revenue' is reserved or repeated",
         ),

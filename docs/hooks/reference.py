@@ -347,7 +347,12 @@ def _schemas() -> dict[str, tuple[Any, tuple[str, ...]]]:
             contract.TIER_BOUNDARIES_PARTITIONS,
         ),
         contract.SEGMENT_SUMMARY: (contract.SEGMENT_SUMMARY_SCHEMA, contract.PERIOD_PARTITIONS),
+        contract.TIER_MIGRATIONS: (contract.TIER_MIGRATIONS_SCHEMA, contract.PERIOD_PARTITIONS),
         contract.CONCENTRATION: (contract.CONCENTRATION_SCHEMA, contract.PERIOD_PARTITIONS),
+        contract.CUSTOMER_CURRENT_SEGMENT: (
+            contract.CUSTOMER_CURRENT_SEGMENT_SCHEMA,
+            contract.CUSTOMER_CURRENT_SEGMENT_PARTITIONS,
+        ),
         contract.QUARANTINED_TRANSACTIONS: (
             contract.QUARANTINE_SCHEMA,
             contract.QUARANTINE_PARTITIONS,

@@ -22,7 +22,19 @@ NO_REVENUE_SEGMENT = "no_revenue"
 NO_METRIC_SEGMENT = "no_metric"
 # Customers with revenue below the lowest of `tiers.thresholds` (when it has a `min`).
 BELOW_THRESHOLDS_SEGMENT = "below_thresholds"
-RESERVED_SEGMENTS = (NO_REVENUE_SEGMENT, NO_METRIC_SEGMENT, BELOW_THRESHOLDS_SEGMENT)
+# tier_migrations' own segments: no row in the first period of a pair (no revenue in any
+# period before, or some), and no row in the second.
+NEW_SEGMENT = "new"
+REACTIVATED_SEGMENT = "reactivated"
+LAPSED_SEGMENT = "lapsed"
+RESERVED_SEGMENTS = (
+    NO_REVENUE_SEGMENT,
+    NO_METRIC_SEGMENT,
+    BELOW_THRESHOLDS_SEGMENT,
+    NEW_SEGMENT,
+    REACTIVATED_SEGMENT,
+    LAPSED_SEGMENT,
+)
 MAX_ACCURACY = 1_000_000
 
 
@@ -133,7 +145,7 @@ class PeriodsConfig:
 
 
 # What a tier ranks customers by, within each period (x group).
-TIER_METRICS = ("revenue", "avg_order_value", "orders", "margin")
+TIER_METRICS = ("revenue", "avg_order_value", "orders", "margin", "predicted_clv")
 # How tiers are cut: quantile (`levels`), pareto (`pareto`), thresholds (`thresholds`), rfm.
 TIER_METHODS = ("quantile", "pareto", "thresholds", "rfm")
 
@@ -216,6 +228,17 @@ class ThresholdLevel:
 
 
 @dataclass(frozen=True)
+class StabilityConfig:
+    """Tiers that do not flip on noise around a cut point: a customer leaves its previous
+    tier only when its metric passes the other tier's cut point by `hysteresis` (a
+    fraction of that cut point), and only after `confirm_periods` consecutive periods
+    in the new tier."""
+
+    hysteresis: float = 0.0
+    confirm_periods: int = 1
+
+
+@dataclass(frozen=True)
 class TiersConfig:
     """What tiers rank by (`metric`) and how they are cut (`method`): quantile levels
     (highest first, from percentile_approx at `accuracy`), Pareto classes, fixed
@@ -232,6 +255,7 @@ class TiersConfig:
     thresholds: tuple[ThresholdLevel, ...] = field(default=(), metadata=ADDED_LATER)
     relative_error: float = field(default=0.01, metadata=ADDED_LATER)
     rfm: RfmConfig = field(default_factory=RfmConfig, metadata=ADDED_LATER)
+    stability: StabilityConfig | None = field(default=None, metadata=ADDED_LATER)
 
     def segment_names(self) -> tuple[str, ...]:
         """The tiers of the configured method, highest first."""
@@ -245,7 +269,7 @@ class TiersConfig:
 
 
 # The summary tables a run can write beside customer_segments and tier_boundaries.
-INSIGHT_TABLES = ("segment_summary", "concentration")
+INSIGHT_TABLES = ("segment_summary", "tier_migrations", "concentration")
 
 
 @dataclass(frozen=True)
@@ -253,7 +277,10 @@ class InsightsConfig:
     """Which summary tables a run writes (each is replaced per period with the segments)."""
 
     segment_summary: bool = True
+    tier_migrations: bool = True
     concentration: bool = True
+    # not per period: the whole table for each grain a run writes
+    customer_current_segment: bool = True
 
     def tables(self) -> tuple[str, ...]:
         """The summary tables turned on, in the order a run writes them."""

@@ -251,6 +251,30 @@ def _validate_tiers(tiers: TiersConfig) -> None:
     if tiers.method == "rfm":
         _validate_rfm(tiers.rfm)
     _validate_levels(tiers)
+    if tiers.stability is not None:
+        _validate_stability(tiers)
+
+
+def _validate_stability(tiers: TiersConfig) -> None:
+    stability = tiers.stability
+    assert stability is not None
+    if tiers.method == "rfm":
+        raise ConfigError(
+            "config key 'tiers.stability': stable tiers need tiers in an order, cut by "
+            "points of the metric (methods quantile, pareto and thresholds); rfm segments "
+            "are not"
+        )
+    if not 0.0 <= stability.hysteresis < 1.0:
+        raise ConfigError(
+            "config key 'tiers.stability.hysteresis': a fraction of the cut point, from 0 "
+            f"(none) to below 1, got {stability.hysteresis}"
+        )
+    if not 1 <= stability.confirm_periods <= 12:
+        raise ConfigError(
+            "config key 'tiers.stability.confirm_periods': the consecutive periods a new "
+            f"tier must hold before a customer moves, from 1 (at once) to 12, got "
+            f"{stability.confirm_periods}"
+        )
 
 
 def _check_segment_name(name: str, key: str, seen: set[str]) -> None:

@@ -11,9 +11,10 @@ from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from revseg import contract
-from revseg.errors import ConcurrentWriteError, RunError, TableError
+from revseg.errors import ConcurrentWriteError, ConfigError, RunError, TableError
 from revseg.io.delta_history import Commit, commits_since, committed_version, latest_version
 from revseg.io.delta_tables import (
     KEPT_HISTORY,
@@ -28,11 +29,12 @@ from revseg.io.delta_tables import (
     set_properties,
 )
 from revseg.io.table_ref import Outputs
+from revseg.periods import Grain, PeriodPlan, key_step
+from revseg.predicted import ClvScores
 
 # The tables every run replaces periods of (the quarantine is appended to).
 OUTPUT_TABLES = (contract.CUSTOMER_SEGMENTS, contract.TIER_BOUNDARIES)
-# The summary tables (`insights.*`) a run may replace periods of besides, in commit order.
-SUMMARY_TABLES = (contract.SEGMENT_SUMMARY, contract.CONCENTRATION)
+SUMMARY_TABLES = contract.SUMMARY_TABLES
 
 
 def period_tables(summaries: Sequence[str] = ()) -> tuple[str, ...]:
@@ -52,13 +54,15 @@ def ensure_outputs(
     meaning: Mapping[str, str],
     first_day: date | None = None,
     summaries: Sequence[str] = (),
+    current: bool = False,
 ) -> date | None:
     """Create customer_segments and tier_boundaries if absent (a foreign table at their path
     stops the run before any work), each recording the settings that give its period labels
     their `meaning` (`PeriodsConfig.meaning`), and refuse tables made under other ones;
     check the quarantine table if it exists.
 
-    `summaries`: the summary tables the run writes, created here too.
+    `summaries`: the summary tables the run writes, created here too, and with `current`
+    customer_current_segment.
     `first_day`: the source's first date partition now (runs that list every partition).
     customer_segments records the earliest one its periods were computed from; when the
     source now starts later, the days before were removed (retention) and this returns
@@ -84,6 +88,14 @@ def ensure_outputs(
             for name in SUMMARY_TABLES
             if name in summaries
         ],
+        *[
+            (
+                contract.CUSTOMER_CURRENT_SEGMENT,
+                contract.CUSTOMER_CURRENT_SEGMENT_SCHEMA,
+                contract.CUSTOMER_CURRENT_SEGMENT_PARTITIONS,
+                {},
+            )
+        ][: 1 if current else 0],
     ):
         table = outputs.table(name)
         schema = contract.with_groups(schema, groups)
@@ -107,7 +119,12 @@ def current_versions(
     """The current version of every output table that exists (what a reader should read),
     but those in `skip`."""
     versions = {}
-    for table in (*OUTPUT_TABLES, *SUMMARY_TABLES, contract.QUARANTINED_TRANSACTIONS):
+    for table in (
+        *OUTPUT_TABLES,
+        *SUMMARY_TABLES,
+        contract.CUSTOMER_CURRENT_SEGMENT,
+        contract.QUARANTINED_TRANSACTIONS,
+    ):
         if table in skip:
             continue
         ref = outputs.table(table)
@@ -140,9 +157,17 @@ def write_periods(
     """customer_segments, then each of the small tables in `summaries` (name -> rows:
     tier_boundaries first): each one atomic commit over the periods; then no other run may
     have committed the same periods to any of them since just before the first
-    (`check_alone`)."""
-    tables = (contract.CUSTOMER_SEGMENTS, *summaries)
+    (`check_alone`).
+
+    A small table with no rows for its periods and none stored there is left alone (Delta
+    makes no commit for an empty replace)."""
     all_periods = [p for labels in periods.values() for p in labels]
+    summaries = {
+        name: rows
+        for name, rows in summaries.items()
+        if rows or holds_periods(spark, outputs, name, all_periods)
+    }
+    tables = (contract.CUSTOMER_SEGMENTS, *summaries)
     before = {table: latest_version(spark, outputs.table(table)) for table in tables}
     written = set(all_periods)
     replace_periods(
@@ -156,15 +181,7 @@ def write_periods(
     )
     committed = [contract.CUSTOMER_SEGMENTS]
     for name, rows in summaries.items():
-        schema = contract.with_groups(contract.PERIOD_SUMMARY_SCHEMAS[name], groups)
-        frame = spark.createDataFrame(
-            [
-                tuple(row[f] for f in schema.fieldNames())
-                for row in rows
-                if row["period"] in written
-            ],
-            schema,
-        )
+        frame = summary_frame(spark, name, rows, all_periods, groups)
         try:
             replace_periods(
                 frame, outputs.table(name), all_periods, contract.PERIOD_PARTITIONS, run_id, txn=txn
@@ -187,6 +204,190 @@ def write_periods(
     versions = {table: own_version(commits[table], table, run_id) for table in tables}
     check_alone(commits, written, run_id)
     return versions
+
+
+def summary_frame(
+    spark: SparkSession,
+    name: str,
+    rows: Sequence[Mapping[str, Any]],
+    periods: Sequence[str],
+    groups: Sequence[str],
+) -> DataFrame:
+    """A small period table's rows of these periods, in its schema."""
+    schema = contract.with_groups(contract.PERIOD_SUMMARY_SCHEMAS[name], tuple(groups))
+    wanted = set(periods)
+    return spark.createDataFrame(
+        [tuple(row[f] for f in schema.fieldNames()) for row in rows if row["period"] in wanted],
+        schema,
+    )
+
+
+def replace_summary(
+    spark: SparkSession,
+    outputs: Outputs,
+    name: str,
+    rows: Sequence[Mapping[str, Any]],
+    periods: Sequence[str],
+    groups: Sequence[str],
+    run_id: str,
+) -> int | None:
+    """Replace these periods of a small period table with `rows`, in one commit; its
+    version (None: no rows, and none stored there, so nothing to replace)."""
+    if not rows and not holds_periods(spark, outputs, name, periods):
+        return None
+    frame = summary_frame(spark, name, rows, periods, groups)
+    table = outputs.table(name)
+    replace_periods(frame, table, periods, contract.PERIOD_PARTITIONS, run_id)
+    return committed_version(spark, table, run_id)
+
+
+def holds_periods(
+    spark: SparkSession, outputs: Outputs, table: str, periods: Sequence[str]
+) -> bool:
+    """Whether the table has rows in any of these periods (it is partitioned by period)."""
+    found = outputs.table(table).read(spark).where(F.col("period").isin(list(periods)))
+    return bool(found.limit(1).collect())
+
+
+def stored_period_totals(
+    spark: SparkSession, outputs: Outputs
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per stored (period_grain, period): customers and revenue (cents), from tier_boundaries
+    (a few rows per period)."""
+    rows = (
+        outputs.table(contract.TIER_BOUNDARIES)
+        .read(spark)
+        .groupBy("period_grain", "period")
+        .agg(
+            F.sum("customers").alias("customers"),
+            F.sum((F.col("revenue") * 100).cast("long")).alias("cents"),
+        )
+        .collect()
+    )
+    return {
+        (r["period_grain"], r["period"]): (int(r["customers"]), int(r["cents"] or 0)) for r in rows
+    }
+
+
+def segment_period_totals(
+    spark: SparkSession, outputs: Outputs, grains: Collection[str], version: int
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per (period_grain, period) of these grains in customer_segments at `version`:
+    customers and revenue (cents), to derive tier_migrations from that version alone."""
+    rows = (
+        outputs.table(contract.CUSTOMER_SEGMENTS)
+        .read(spark, version)
+        .where(F.col("period_grain").isin(sorted(grains)))
+        .groupBy("period_grain", "period")
+        .agg(
+            F.count(F.lit(1)).alias("customers"),
+            F.sum((F.col("revenue") * 100).cast("long")).alias("cents"),
+        )
+        .collect()
+    )
+    return {
+        (r["period_grain"], r["period"]): (int(r["customers"]), int(r["cents"] or 0)) for r in rows
+    }
+
+
+def stored_segment_rows(
+    spark: SparkSession,
+    outputs: Outputs,
+    periods: Mapping[str, Collection[str]],
+    groups: Sequence[str],
+    version: int | None = None,
+) -> DataFrame:
+    """The customer_segments rows of these periods (grain -> labels), at `version` (None:
+    the latest): customer, period, groups, segment and revenue in cents (only those
+    periods' files are read)."""
+    wanted = F.lit(False)
+    for grain, labels in periods.items():
+        wanted = wanted | ((F.col("period_grain") == grain) & F.col("period").isin(sorted(labels)))
+    return (
+        outputs.table(contract.CUSTOMER_SEGMENTS)
+        .read(spark, version)
+        .where(wanted)
+        .select(
+            "customer_id",
+            "period_grain",
+            "period",
+            *groups,
+            "segment",
+            (F.col("revenue") * 100).cast("long").alias("revenue_cents"),
+        )
+    )
+
+
+STATE_KEY_SCHEMA = StructType(
+    [
+        StructField("period_grain", StringType(), False),
+        StructField("period", StringType(), False),
+        StructField("grain_idx", IntegerType(), False),
+        StructField("period_key", IntegerType(), False),
+    ]
+)
+
+
+def stored_state(
+    spark: SparkSession,
+    outputs: Outputs,
+    grains: Sequence[Grain],
+    plan: PeriodPlan,
+    groups: Sequence[str],
+) -> DataFrame | None:
+    """Stable tiers' seeds: the stored customer_segments rows of each period just before a
+    planned one that is not planned itself (customer, grain_idx, groups, period_key,
+    segment, pending_segment, pending_periods); None when there are none to read."""
+    keyed = []
+    for idx, grain in enumerate(grains):
+        planned = set(plan.keys.get(grain.name, ()))
+        for key in sorted({key - key_step(grain) for key in planned} - planned):
+            keyed.append((grain.name, grain.label(key), idx, key))
+    if not keyed:
+        return None
+    key_map = spark.createDataFrame(keyed, STATE_KEY_SCHEMA)
+    wanted = F.lit(False)
+    for name, label, _, _ in keyed:
+        wanted = wanted | ((F.col("period_grain") == name) & (F.col("period") == label))
+    rows = outputs.table(contract.CUSTOMER_SEGMENTS).read(spark).where(wanted)
+    return rows.join(F.broadcast(key_map), ["period_grain", "period"]).select(
+        "customer_id",
+        "grain_idx",
+        *groups,
+        "period_key",
+        "segment",
+        "pending_segment",
+        "pending_periods",
+    )
+
+
+def clv_scores(spark: SparkSession, outputs: Outputs) -> ClvScores:
+    """customer_clv's scores and calibration dates, for the predicted_clv tier metric; a
+    clear error where no CLV run has written them."""
+    table = outputs.table(contract.CUSTOMER_CLV)
+    if not is_delta_table(spark, table):
+        raise ConfigError(
+            f"config key 'tiers.metric': predicted_clv ranks by {contract.CUSTOMER_CLV}, and "
+            f"there is none at {table}: run `revseg clv` first, or rank by another metric"
+        )
+    frame = table.read(spark).select("customer_id", "calibration_end", "clv")
+    dates = tuple(
+        sorted(r["calibration_end"] for r in frame.select("calibration_end").distinct().collect())
+    )
+    if not dates:
+        raise ConfigError(
+            f"config key 'tiers.metric': predicted_clv ranks by {contract.CUSTOMER_CLV}, "
+            f"which holds no scores at {table}: run `revseg clv` first"
+        )
+    return ClvScores(frame, dates)
+
+
+def committed_rows(
+    spark: SparkSession, outputs: Outputs, table: str, version: int, periods: Sequence[str]
+) -> list[dict[str, Any]]:
+    """A small table's rows of these periods at the version a run committed."""
+    frame = outputs.table(table).read(spark, version).where(F.col("period").isin(list(periods)))
+    return [row.asDict() for row in frame.collect()]
 
 
 def own_version(commits: Sequence[Commit], table: str, run_id: str) -> int:
