@@ -200,8 +200,12 @@ def _compute_and_write(
 ) -> RunResult:
     grains, options = request.grains, pass_options(config, inputs.rates, request.as_of)
     check_metric_source(config, inputs.columns)
+    tables = config.insights.tables()
     tiering = Tiering.of(
-        config.tiers, "concentration" in config.insights.tables(), config.periods.timezone
+        config.tiers,
+        "concentration" in tables,
+        config.periods.timezone,
+        "segment_summary" in tables,
     )
     seeds = None
     if tiering.stability is not None and request.plan is not None:

@@ -83,9 +83,16 @@ class Tiering:
     rfm: tuple[RfmSegment, ...] = ()
     timezone: str = "UTC"
     stability: Stability | None = None
+    summary: bool = True  # segment_summary is written: its medians are computed
 
     @classmethod
-    def of(cls, tiers: TiersConfig, concentration: bool = True, timezone: str = "UTC") -> Tiering:
+    def of(
+        cls,
+        tiers: TiersConfig,
+        concentration: bool = True,
+        timezone: str = "UTC",
+        summary: bool = True,
+    ) -> Tiering:
         stable = tiers.stability
         return cls(
             metric=tiers.metric,
@@ -103,6 +110,7 @@ class Tiering:
             stability=(
                 Stability(stable.hysteresis, stable.confirm_periods) if stable is not None else None
             ),
+            summary=summary,
         )
 
     @property
@@ -392,6 +400,7 @@ def boundary_rows(
         contract.PERIOD_KEYS,
         METRIC_VALUE,
         tiering.accuracy,
+        median=tiering.summary,
     )
     boundaries, summaries = [], []
     for row in frame.collect():

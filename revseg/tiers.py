@@ -246,10 +246,12 @@ def segment_counts(
     labels: Sequence[str] = (),
     value: str = "revenue_cents",
     accuracy: int = 10000,
+    median: bool = True,
 ) -> DataFrame:
     """Per period group and segment: the cut point (`min_value`, in the value's units),
     customers, revenue (cents), its share of the group's revenue, orders, and the sum and
-    approximate median of the value: one aggregate, the rows of tier_boundaries and
+    approximate median of the value (with `median`: it is the aggregate's dearest part,
+    and only segment_summary shows it): one aggregate, the rows of tier_boundaries and
     segment_summary.
 
     Every level gets a row, with zero customers if none reached it, so that a reader can
@@ -268,7 +270,9 @@ def segment_counts(
         F.sum("orders").alias("orders"),
         F.sum(value).alias("value_sum"),
         F.count(value).alias("value_count"),
-        F.percentile_approx(value, 0.5, accuracy).alias("value_median"),
+        (F.percentile_approx(value, 0.5, accuracy) if median else F.lit(None).cast("long")).alias(
+            "value_median"
+        ),
     )
     joined = level_rows.join(counts, [*keys, "segment"], "full")
     if labels:

@@ -153,15 +153,13 @@ def run_revseg(
 # What each part of the tiers and summaries costs: the job with one setting changed.
 VARIANTS = {
     "default": [],
-    "no summary tables": [
-        "insights.segment_summary=false",
-        "insights.tier_migrations=false",
-        "insights.concentration=false",
-        "insights.customer_current_segment=false",
-    ],
+    "no summary tables": ["insights.segment_summary=false", "insights.concentration=false"],
+    "no segment summary": ["insights.segment_summary=false"],
     "no concentration": ["insights.concentration=false"],
-    "no tier migrations": ["insights.tier_migrations=false"],
-    "no current segment": ["insights.customer_current_segment=false"],
+    # the opt-in tables
+    "segment summary": ["insights.segment_summary=true"],
+    "tier migrations": ["insights.tier_migrations=true"],
+    "current segment": ["insights.customer_current_segment=true"],
     "rfm": ["tiers.method=rfm"],
     "pareto": ["tiers.method=pareto"],
     "thresholds": [

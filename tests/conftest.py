@@ -78,11 +78,19 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
     return write_lake(frame.unionByName(extra), root / "transactions")
 
 
+# the opt-in summary tables too: the run the table tests read
+EVERY_TABLE = (
+    "insights.segment_summary=true",
+    "insights.tier_migrations=true",
+    "insights.customer_current_segment=true",
+)
+
+
 @pytest.fixture(scope="session")
 def full_run(spark: SparkSession, lake: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A run over the whole sample lake: (config, result)."""
     out = tmp_path_factory.mktemp("out")
-    config = config_for(lake, out)
+    config = config_for(lake, out, *EVERY_TABLE)
     return config, run_segmentation(spark, config)
 
 

@@ -162,6 +162,8 @@ def config(lake: str, out: Path, *more: str) -> Config:
             f"output.path={out}",
             "periods.grains=[month]",
             "quality.max_quarantine_fraction=1",
+            "insights.tier_migrations=true",
+            "insights.customer_current_segment=true",
             *more,
         ],
     )

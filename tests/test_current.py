@@ -108,7 +108,9 @@ def test_clv_run_refreshes_the_current_segments(
     from revseg.clv_pipeline import run_clv
 
     out = tmp_path / "out"
-    config = config_for(lake, out, "periods.grains=[quarter]")
+    config = config_for(
+        lake, out, "periods.grains=[quarter]", "insights.customer_current_segment=true"
+    )
     from revseg.pipeline import run_segmentation
 
     run_segmentation(spark, config)
@@ -136,7 +138,13 @@ def test_clv_run_refreshes_the_current_segments(
     assert sum(row["clv"] is not None for row in current) > len(current) / 2
     # predicted_clv: each period ranked by the score of the latest calibration date at or
     # before its last day; the periods before it have none (no_metric)
-    ranked = config_for(lake, out, "periods.grains=[quarter]", "tiers.metric=predicted_clv")
+    ranked = config_for(
+        lake,
+        out,
+        "periods.grains=[quarter]",
+        "tiers.metric=predicted_clv",
+        "insights.customer_current_segment=true",
+    )
     run_segmentation(spark, ranked)
     last_day = {"2024-Q1": date(2024, 3, 31), "2024-Q2": date(2024, 6, 30)}
     by_segment: dict[str, list[Decimal]] = defaultdict(list)

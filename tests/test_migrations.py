@@ -129,7 +129,7 @@ def test_a_range_run_rewrites_the_pairs_after_it(
     spark: SparkSession, lake: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    config = config_for(lake, out, "periods.grains=[month]")
+    config = config_for(lake, out, "periods.grains=[month]", "insights.tier_migrations=true")
     run_segmentation(spark, config)
     full = read_delta(out / contract.TIER_MIGRATIONS)
     months = sorted({r["to_period"] for r in full})
@@ -152,7 +152,9 @@ def test_a_range_run_rewrites_the_pairs_after_it(
     assert table_pairs(again, "month") == expected_pairs(segments, "month")
 
 
-@pytest.mark.parametrize("setting", ["insights.tier_migrations=false"])
+@pytest.mark.parametrize(
+    "setting", ["insights.tier_migrations=false", "insights.concentration=true"]
+)
 def test_migrations_can_be_turned_off(
     spark: SparkSession, lake: str, tmp_path: Path, setting: str
 ) -> None:

@@ -48,11 +48,13 @@ def report(spark: SparkSession, lake: str, tmp_path_factory: pytest.TempPathFact
 
     root = tmp_path_factory.mktemp("report")
     out = root / "out"
-    config = config_for(lake, out, "periods.grains=[month, quarter]")
+    config = config_for(
+        lake, out, "periods.grains=[month, quarter]", "insights.tier_migrations=true"
+    )
     run_segmentation(spark, config)
     run_clv(spark, config, date(2024, 4, 30), date(2024, 6, 30))  # a holdout: its plots
     sets = ["--set", f"source.path={lake}", "--set", f"output.path={out}"]
-    sets += ["--set", "periods.grains=[month, quarter]"]
+    sets += ["--set", "periods.grains=[month, quarter]", "--set", "insights.tier_migrations=true"]
     assert main(["report", *sets, "--out", str(root / "page")]) == 0
     return out, root / "page" / "report.html"
 

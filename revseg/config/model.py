@@ -274,13 +274,15 @@ INSIGHT_TABLES = ("segment_summary", "tier_migrations", "concentration")
 
 @dataclass(frozen=True)
 class InsightsConfig:
-    """Which summary tables a run writes (each is replaced per period with the segments)."""
+    """Which summary tables a run writes (each is replaced per period with the segments).
+    segment_summary, tier_migrations and customer_current_segment are opt-in: at 20M rows
+    each adds more than the defaults may (see the performance page)."""
 
-    segment_summary: bool = True
-    tier_migrations: bool = True
+    segment_summary: bool = False
+    tier_migrations: bool = False
     concentration: bool = True
     # not per period: the whole table for each grain a run writes
-    customer_current_segment: bool = True
+    customer_current_segment: bool = False
 
     def tables(self) -> tuple[str, ...]:
         """The summary tables turned on, in the order a run writes them."""

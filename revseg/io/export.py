@@ -31,7 +31,7 @@ def export_current(
     if not is_delta_table(spark, table):
         raise TableError(
             f"no {contract.CUSTOMER_CURRENT_SEGMENT} table at {table}: a revseg run with "
-            "insights.customer_current_segment (on by default) writes it"
+            "insights.customer_current_segment: true (opt-in) writes it"
         )
     version = latest_version(spark, table)
     frame = table.read(spark, version)
