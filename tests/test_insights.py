@@ -152,7 +152,9 @@ def mid_rank(values: list[int]) -> dict[int, int]:
 
 def test_rfm_run(spark: SparkSession, lake: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    config = config_for(lake, out, "periods.grains=[quarter]", "tiers.method=rfm")
+    config = config_for(
+        lake, out, "periods.grains=[quarter]", "tiers.method=rfm", "insights.segment_summary=true"
+    )
     result = run_segmentation(spark, config)
     names = set(config.tiers.segment_names())
     periods = by_period(read_delta(out / contract.CUSTOMER_SEGMENTS))
