@@ -27,8 +27,9 @@ from revseg.migrations import migration_counts_of
 from revseg.periods import Month, RollingGrain, make_grains
 from revseg.pipeline import check_counts, check_metric_source, pass_options, run_segmentation
 from revseg.result import RunCounts, RunResult
-from revseg.segmentation import Tiering, in_boundary_order
+from revseg.segmentation import in_boundary_order
 from revseg.session import get_session
+from revseg.tiering import Tiering
 
 if TYPE_CHECKING:  # the CLV needs the clv extra (scipy): imported when first called
     from revseg.clv_pipeline import ClvResult

@@ -21,19 +21,14 @@ from pyspark.sql import functions as F
 from revseg.caching import persisted, unpersisted
 from revseg.customer_periods import PassOptions, PeriodRows, customer_period_rows, quarantine_rows
 from revseg.io.paths import redacting_logger
+from revseg.period_cuts import period_cuts
 from revseg.periods import Grain, PeriodPlan
 from revseg.predicted import ClvScores, with_predicted_clv
 from revseg.quarantine import quarantine_records
 from revseg.result import RunCounts
-from revseg.segmentation import (
-    Tiering,
-    boundary_rows,
-    period_cuts,
-    segmented_rows,
-    segments_output,
-    with_metric,
-)
+from revseg.segmentation import boundary_rows, segmented_rows, segments_output, with_metric
 from revseg.stability import held_back, stable_segments
+from revseg.tiering import Tiering
 
 logger = redacting_logger(__name__)
 

@@ -19,20 +19,10 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from revseg.config import LAPSED_SEGMENT, NEW_SEGMENT, REACTIVATED_SEGMENT
+from revseg.period_keys import period_key_map
 from revseg.periods import Grain, key_step, keys_of_labels
-
-# The key of each (period_grain, period) label, to join onto stored rows.
-PERIOD_KEY_SCHEMA = StructType(
-    [
-        StructField("period_grain", StringType(), False),
-        StructField("period", StringType(), False),
-        StructField("grain_idx", IntegerType(), False),
-        StructField("period_key", IntegerType(), False),
-    ]
-)
 
 
 def migration_counts(
@@ -157,15 +147,15 @@ def migration_counts_of(
     """The tier_migrations rows of a run and the periods it replaces, from `rows` (customer,
     period_grain, period, groups, segment, revenue_cents) of the `written` periods (grain
     name -> labels) and of the `stored` ones of the same grains."""
-    keyed: list[tuple[str, str, int, int]] = []
     targets: dict[str, list[int]] = {}
     replaced: list[str] = []
-    for idx, grain in enumerate(grains):
+    labels: dict[str, set[str]] = {}
+    for grain in grains:
         if grain.name not in written:
             continue
         mine, theirs = set(written[grain.name]), set(stored.get(grain.name, ()))
+        labels[grain.name] = mine | theirs
         keys = keys_of_labels(grain, mine | theirs)
-        keyed += [(grain.name, label, idx, key) for label, key in keys.items()]
         pairs, replaced_keys = migration_targets(
             grain,
             [keys[label] for label in mine if label in keys],
@@ -173,7 +163,7 @@ def migration_counts_of(
         )
         targets[grain.name] = pairs
         replaced += [grain.label(key) for key in replaced_keys]
-    key_map = spark.createDataFrame(keyed, PERIOD_KEY_SCHEMA)
+    key_map = period_key_map(spark, grains, labels)
     joined = rows.join(F.broadcast(key_map), ["period_grain", "period"]).select(
         "customer_id", "grain_idx", "period_key", *groups, "segment", "revenue_cents"
     )

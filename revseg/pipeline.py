@@ -18,26 +18,21 @@ from revseg import __version__, checks, contract
 from revseg.compute import Computation, StageTimer, computation
 from revseg.config import Config
 from revseg.customer_periods import FxInput, PassOptions, row_rules
-from revseg.errors import ConcurrentWriteError, ConfigError, RunError
+from revseg.errors import ConfigError, RunError
 from revseg.incremental import IncrementalChange, decide_incremental, input_state
 from revseg.io.changes import InputIdentity, InputState, delta_version, first_day
 from revseg.io.current_table import clv_tables_of, write_current_segments
-from revseg.io.delta_history import latest_version
 from revseg.io.delta_tables import Txn
-from revseg.io.derived import changed_since, write_derived
+from revseg.io.derived import write_derived
 from revseg.io.inputs import FxRates, Inputs, read_inputs
+from revseg.io.migrations_table import run_migrations, write_migrations
 from revseg.io.outputs import (
     append_quarantine,
     clv_scores,
-    committed_rows,
     committed_totals,
     ensure_outputs,
     period_tables,
-    replace_summary,
-    segment_period_totals,
-    stored_period_totals,
     stored_periods,
-    stored_segment_rows,
     stored_state,
     write_periods,
 )
@@ -45,11 +40,11 @@ from revseg.io.paths import redacting_logger
 from revseg.io.runs import ensure_runs_table, now_utc, unchanged_since, work_key, write_ids
 from revseg.io.source import explain_read_failure, prune_to_plan
 from revseg.io.table_ref import Outputs
-from revseg.migrations import migration_counts_of
 from revseg.periods import Month, PeriodPlan, RollingGrain, describe, make_grains, plan_periods
 from revseg.result import SKIPPED, SUCCEEDED, Migrations, RunCounts, RunResult
 from revseg.run_log import RunLog
-from revseg.segmentation import Tiering, in_boundary_order
+from revseg.segmentation import in_boundary_order
+from revseg.tiering import Tiering
 
 if TYPE_CHECKING:
     from revseg.periods import Grain
@@ -257,7 +252,15 @@ def _compute_and_write(
         migrations = None
         if contract.TIER_MIGRATIONS in config.insights.tables() and any(periods.values()):
             with timer("tier migrations"):
-                migrations = _migrations(spark, config, computed, grains, periods)
+                migrations = run_migrations(
+                    spark,
+                    Outputs.of(config.output),
+                    grains,
+                    periods,
+                    config.tiers.by,
+                    computed.migration_input,
+                    checks.boundary_totals(computed.boundaries, periods),
+                )
         with timer("write"):
             versions = _write(
                 spark, config, computed, counts, duplicated, periods, log, txn, migrations
@@ -357,8 +360,8 @@ def _write(
     )
     grains = make_grains(config.periods.grains, config.periods.fiscal_year_start_month)
     if migrations is not None:
-        version = _write_migrations(
-            spark, output, grains, periods, config.tiers.by, migrations, log
+        version = write_migrations(
+            spark, output, grains, periods, config.tiers.by, migrations, log.run_id
         )
         if version is not None:
             versions[contract.TIER_MIGRATIONS] = version
@@ -378,98 +381,6 @@ def _write(
         if current is not None:
             versions[contract.CUSTOMER_CURRENT_SEGMENT] = current
     return versions
-
-
-def _write_migrations(
-    spark: SparkSession,
-    output: Outputs,
-    grains: tuple[Grain, ...],
-    periods: Mapping[str, tuple[str, ...]],
-    groups: tuple[str, ...],
-    computed: Migrations,
-    log: RunLog,
-) -> int | None:
-    """tier_migrations: the pairs computed before the write, or, where another run has
-    committed segments since they were read, derived again from the table; each commit
-    read back and checked."""
-
-    def derive(version: int) -> int | None:
-        found = computed
-        if version != computed.source_version:
-            found = _migrations_at(spark, output, grains, periods, groups, version)
-        committed = replace_summary(
-            spark, output, contract.TIER_MIGRATIONS, found.rows, found.periods, groups, log.run_id
-        )
-        if committed is not None:
-            stored = committed_rows(
-                spark, output, contract.TIER_MIGRATIONS, committed, found.periods
-            )
-            checks.check_migrations(stored, found, committed)
-        return committed
-
-    return write_derived(
-        spark, output, contract.TIER_MIGRATIONS, computed.source_version, derive, log.run_id
-    )
-
-
-def _migrations(
-    spark: SparkSession,
-    config: Config,
-    computed: Computation,
-    grains: tuple[Grain, ...],
-    periods: Mapping[str, tuple[str, ...]],
-) -> Migrations:
-    """The tier_migrations rows of the pairs the written periods change, from their rows
-    and the stored segments of every other period of their grains (at one version);
-    checked to add up to both periods' totals before anything is written."""
-    output, groups = Outputs.of(config.output), config.tiers.by
-    version = latest_version(spark, output.table(contract.CUSTOMER_SEGMENTS))
-    stored_totals = stored_period_totals(spark, output)
-    written = {name: set(labels) for name, labels in periods.items() if labels}
-    stored = {
-        grain.name: {p for g, p in stored_totals if g == grain.name} - written[grain.name]
-        for grain in grains
-        if grain.name in written
-    }
-    rows = computed.migration_input(sorted(p for labels in written.values() for p in labels))
-    if any(stored.values()):
-        rows = rows.unionByName(stored_segment_rows(spark, output, stored, groups, version))
-    counts, replaced = migration_counts_of(spark, rows, grains, written, stored, groups)
-    totals = {**stored_totals, **checks.boundary_totals(computed.boundaries, periods)}
-    found = Migrations(tuple(counts), tuple(replaced), totals, version)
-    try:
-        checks.check_migrations(found.rows, found)
-    except RunError:
-        if changed_since(spark, output, version):
-            raise ConcurrentWriteError(
-                "another run committed customer_segments while this one read its stored "
-                "periods for tier_migrations; nothing of this run was written. Retry the run."
-            ) from None
-        raise
-    return found
-
-
-def _migrations_at(
-    spark: SparkSession,
-    output: Outputs,
-    grains: tuple[Grain, ...],
-    periods: Mapping[str, tuple[str, ...]],
-    groups: tuple[str, ...],
-    version: int,
-) -> Migrations:
-    """The run's tier_migrations derived again, from customer_segments at `version` alone
-    (its written periods and every other of their grains), after another run committed."""
-    written = {name: set(labels) for name, labels in periods.items() if labels}
-    totals = segment_period_totals(spark, output, written, version)
-    stored = {
-        name: {p for g, p in totals if g == name} - labels for name, labels in written.items()
-    }
-    everything = {name: labels | stored[name] for name, labels in written.items()}
-    rows = stored_segment_rows(spark, output, everything, groups, version)
-    counts, replaced = migration_counts_of(spark, rows, grains, written, stored, groups)
-    found = Migrations(tuple(counts), tuple(replaced), totals, version)
-    checks.check_migrations(found.rows, found)
-    return found
 
 
 def _joined(request: Request, *notes: str | None) -> str | None:

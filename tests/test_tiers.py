@@ -11,8 +11,10 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from revseg.config import DEFAULT_LEVELS, Config, RfmConfig, TierLevel
+from revseg.period_cuts import period_cuts
 from revseg.periods import make_grains
-from revseg.segmentation import Tiering, period_cuts, segmented_rows, with_metric
+from revseg.segmentation import segmented_rows, with_metric
+from revseg.tiering import Tiering
 from revseg.tiers import (
     assign_segments,
     cut_points,

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from revseg import contract
 from revseg.current import current_segments, with_clv
@@ -17,16 +16,8 @@ from revseg.io.delta_tables import is_delta_table, replace_where
 from revseg.io.derived import write_derived
 from revseg.io.table_ref import Outputs
 from revseg.names import SUPPORTED_GRAINS
-from revseg.periods import Grain, key_step, keys_of_labels
-
-KEY_SCHEMA = StructType(
-    [
-        StructField("period_grain", StringType(), False),
-        StructField("period", StringType(), False),
-        StructField("period_key", IntegerType(), False),
-        StructField("step", IntegerType(), False),
-    ]
-)
+from revseg.period_keys import period_key_map
+from revseg.periods import Grain
 
 
 def write_current_segments(
@@ -46,16 +37,10 @@ def write_current_segments(
         .read(spark, segments_version)
         .where(F.col("period_grain").isin(names))
     )
-    labels = [
-        (row["period_grain"], row["period"])
-        for row in segments.select("period_grain", "period").distinct().collect()
-    ]
-    keyed = []
-    for grain in grains:
-        mine = {label for name, label in labels if name == grain.name}
-        for label, key in keys_of_labels(grain, mine).items():
-            keyed.append((grain.name, label, key, key_step(grain)))
-    key_map = spark.createDataFrame(keyed, KEY_SCHEMA)
+    labels: dict[str, set[str]] = {}
+    for row in segments.select("period_grain", "period").distinct().collect():
+        labels.setdefault(row["period_grain"], set()).add(row["period"])
+    key_map = period_key_map(spark, grains, labels)
     rows = segments.join(F.broadcast(key_map), ["period_grain", "period"]).select(
         "customer_id",
         "period_grain",

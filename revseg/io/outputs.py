@@ -11,7 +11,6 @@ from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from revseg import contract
 from revseg.errors import ConcurrentWriteError, ConfigError, RunError, TableError
@@ -29,6 +28,7 @@ from revseg.io.delta_tables import (
     set_properties,
 )
 from revseg.io.table_ref import Outputs
+from revseg.period_keys import period_key_map
 from revseg.periods import Grain, PeriodPlan, key_step
 from revseg.predicted import ClvScores
 
@@ -249,85 +249,6 @@ def holds_periods(
     return bool(found.limit(1).collect())
 
 
-def stored_period_totals(
-    spark: SparkSession, outputs: Outputs
-) -> dict[tuple[str, str], tuple[int, int]]:
-    """Per stored (period_grain, period): customers and revenue (cents), from tier_boundaries
-    (a few rows per period)."""
-    rows = (
-        outputs.table(contract.TIER_BOUNDARIES)
-        .read(spark)
-        .groupBy("period_grain", "period")
-        .agg(
-            F.sum("customers").alias("customers"),
-            F.sum((F.col("revenue") * 100).cast("long")).alias("cents"),
-        )
-        .collect()
-    )
-    return {
-        (r["period_grain"], r["period"]): (int(r["customers"]), int(r["cents"] or 0)) for r in rows
-    }
-
-
-def segment_period_totals(
-    spark: SparkSession, outputs: Outputs, grains: Collection[str], version: int
-) -> dict[tuple[str, str], tuple[int, int]]:
-    """Per (period_grain, period) of these grains in customer_segments at `version`:
-    customers and revenue (cents), to derive tier_migrations from that version alone."""
-    rows = (
-        outputs.table(contract.CUSTOMER_SEGMENTS)
-        .read(spark, version)
-        .where(F.col("period_grain").isin(sorted(grains)))
-        .groupBy("period_grain", "period")
-        .agg(
-            F.count(F.lit(1)).alias("customers"),
-            F.sum((F.col("revenue") * 100).cast("long")).alias("cents"),
-        )
-        .collect()
-    )
-    return {
-        (r["period_grain"], r["period"]): (int(r["customers"]), int(r["cents"] or 0)) for r in rows
-    }
-
-
-def stored_segment_rows(
-    spark: SparkSession,
-    outputs: Outputs,
-    periods: Mapping[str, Collection[str]],
-    groups: Sequence[str],
-    version: int | None = None,
-) -> DataFrame:
-    """The customer_segments rows of these periods (grain -> labels), at `version` (None:
-    the latest): customer, period, groups, segment and revenue in cents (only those
-    periods' files are read)."""
-    wanted = F.lit(False)
-    for grain, labels in periods.items():
-        wanted = wanted | ((F.col("period_grain") == grain) & F.col("period").isin(sorted(labels)))
-    return (
-        outputs.table(contract.CUSTOMER_SEGMENTS)
-        .read(spark, version)
-        .where(wanted)
-        .select(
-            "customer_id",
-            "period_grain",
-            "period",
-            *groups,
-            "segment",
-            (F.col("revenue") * 100).cast("long").alias("revenue_cents"),
-        )
-    )
-
-
-STATE_KEY_SCHEMA = StructType(
-    [
-        StructField("period_grain", StringType(), False),
-        StructField("period", StringType(), False),
-        StructField("grain_idx", IntegerType(), False),
-        StructField("period_key", IntegerType(), False),
-    ]
-)
-
-
 def stored_state(
     spark: SparkSession,
     outputs: Outputs,
@@ -338,17 +259,17 @@ def stored_state(
     """Stable tiers' seeds: the stored customer_segments rows of each period just before a
     planned one that is not planned itself (customer, grain_idx, groups, period_key,
     segment, pending_segment, pending_periods); None when there are none to read."""
-    keyed = []
-    for idx, grain in enumerate(grains):
+    before: dict[str, list[str]] = {}
+    for grain in grains:
         planned = set(plan.keys.get(grain.name, ()))
-        for key in sorted({key - key_step(grain) for key in planned} - planned):
-            keyed.append((grain.name, grain.label(key), idx, key))
-    if not keyed:
+        keys = sorted({key - key_step(grain) for key in planned} - planned)
+        before[grain.name] = [grain.label(key) for key in keys]
+    if not any(before.values()):
         return None
-    key_map = spark.createDataFrame(keyed, STATE_KEY_SCHEMA)
+    key_map = period_key_map(spark, grains, before)
     wanted = F.lit(False)
-    for name, label, _, _ in keyed:
-        wanted = wanted | ((F.col("period_grain") == name) & (F.col("period") == label))
+    for name, labels in before.items():
+        wanted = wanted | ((F.col("period_grain") == name) & F.col("period").isin(labels))
     rows = outputs.table(contract.CUSTOMER_SEGMENTS).read(spark).where(wanted)
     return rows.join(F.broadcast(key_map), ["period_grain", "period"]).select(
         "customer_id",
