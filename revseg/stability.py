@@ -18,13 +18,16 @@ segments are never held back.
 
 The fold runs as Spark's `aggregate` over each customer's periods, collected per customer
 (the cached rows are partitioned by customer already: no shuffle for a full run): no UDF.
+The rows travel through it whole: joining the fold's states back to the rows by key cost
+more than carrying them (and needs a checkpoint on Spark Connect, whose client refuses a
+join of two frames that carry the same observation).
 Where a run starts after stored periods, the stored tier of the period before its first
 is the fold's seed (`segment`, `pending_segment`, `pending_periods` of customer_segments).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,15 +70,24 @@ def stable_segments(
     with_cuts = segmented.join(
         F.broadcast(cuts.select(*cut_keys, F.col("cut_points").alias("_cuts"))), cut_keys, "left"
     )
+    raw = F.array_position(tiers, F.col("segment")).cast("int") - 1
+    value, points = F.col(METRIC_VALUE).cast("double"), F.col("_cuts")
+    # the tier the hysteresis rule gives from each previous tier: made here, row by row
+    # and code-generated, so that the fold (interpreted, step by step) only looks it up
+    held = F.array(
+        *[
+            held_tier(F.lit(p), raw, value, points, len(names), stability.hysteresis)
+            for p in range(len(names))
+        ]
+    )
     row_type = StructType(segmented.schema.fields)
     elements = with_cuts.select(
         *keys,
         F.struct(
             F.col("period_key").cast("int").alias("k"),
             F.lit(False).alias("seed"),
-            (F.array_position(tiers, F.col("segment")).cast("int") - 1).alias("t"),
-            F.col(METRIC_VALUE).cast("double").alias("v"),
-            F.col("_cuts").alias("c"),
+            raw.alias("t"),
+            held.alias("h"),
             F.lit(None).cast("int").alias("s_stable"),
             F.lit(None).cast("int").alias("s_pending"),
             F.lit(None).cast("int").alias("s_n"),
@@ -85,7 +97,9 @@ def stable_segments(
     if seeds is not None:
         elements = elements.unionByName(_seed_elements(seeds, keys, tiers, row_type))
     steps = F.array(*[F.lit(key_step(grain)) for grain in grains])
-    in_order = F.array_sort(F.collect_list("e"), _before)
+    # periods in order (k first); at the same period a seed after the computed row (it
+    # stands): false sorts before true
+    in_order = F.sort_array(F.collect_list("e"))
     grouped = elements.groupBy(*keys).agg(in_order.alias("es"))
     step = F.element_at(steps, F.col("grain_idx") + 1)
     folded = grouped.select(
@@ -93,31 +107,30 @@ def stable_segments(
         F.aggregate(
             "es",
             _initial_state(),
-            lambda acc, e: _step(acc, e, step, len(names), stability),
+            lambda acc, e: _step(acc, e, step, stability),
         ).alias("fold"),
     )
-    pairs = F.transform(
-        "es", lambda e, i: F.struct(e.alias("e"), F.element_at(F.col("fold.out"), i + 1).alias("o"))
-    )
+    # each period beside its output (zipped: a lambda reading the fold could be given
+    # the fold itself by the optimizer, to run once per period)
+    pairs = F.arrays_zip(F.col("es").alias("e"), F.col("fold.out").alias("o"))
     exploded = folded.select(F.inline(pairs)).where(~F.col("e.seed"))
-    stable, pending = F.col("o.stable"), F.col("o.pending")
-    segment = F.when(stable >= 0, F.element_at(tiers, stable + 1)).otherwise(F.col("e.row.segment"))
-    return exploded.select(
-        *[(segment if c == "segment" else F.col(f"e.row.{c}")).alias(c) for c in segmented.columns],
-        F.col("e.row.segment").alias("cut_segment"),
-        F.when(pending >= 0, F.element_at(tiers, pending + 1)).alias("pending_segment"),
-        F.when(pending >= 0, F.col("o.n")).cast("int").alias("pending_periods"),
+    rows = exploded.select(
+        *[F.col(f"e.row.{c}").alias(c) for c in segmented.columns],
+        *[F.col(f"o.{part}").alias(f"_{part}") for part in ("stable", "pending", "n")],
     )
+    return _with_state(rows, segmented.columns, tiers)
 
 
-def _before(a: Column, b: Column) -> Column:
-    """Periods in order; at the same period a seed after the computed row (it stands)."""
-    return (
-        F.when(a["k"] < b["k"], -1)
-        .when(a["k"] > b["k"], 1)
-        .when(a["seed"] == b["seed"], 0)
-        .when(a["seed"], 1)
-        .otherwise(-1)
+def _with_state(rows: DataFrame, columns: Sequence[str], tiers: Column) -> DataFrame:
+    """The rows with the fold's state (`_stable`, `_pending`, `_n`: tier indexes and a
+    count) as the table's columns: the stable `segment` where the row is in a tier."""
+    stable, pending = F.col("_stable"), F.col("_pending")
+    segment = F.when(stable >= 0, F.element_at(tiers, stable + 1)).otherwise(F.col("segment"))
+    return rows.select(
+        *[(segment if c == "segment" else F.col(c)).alias(c) for c in columns],
+        F.col("segment").alias("cut_segment"),
+        F.when(pending >= 0, F.element_at(tiers, pending + 1)).alias("pending_segment"),
+        F.when(pending >= 0, F.col("_n")).cast("int").alias("pending_periods"),
     )
 
 
@@ -133,8 +146,7 @@ def _seed_elements(
             F.col("period_key").cast("int").alias("k"),
             F.lit(True).alias("seed"),
             F.lit(None).cast("int").alias("t"),
-            F.lit(None).cast("double").alias("v"),
-            F.lit(None).cast("array<bigint>").alias("c"),
+            F.lit(None).cast("array<int>").alias("h"),
             index("segment").alias("s_stable"),
             index("pending_segment").alias("s_pending"),
             F.coalesce(F.col("pending_periods"), F.lit(0)).cast("int").alias("s_n"),
@@ -155,43 +167,72 @@ def _initial_state() -> Column:
     )
 
 
-def _step(acc: Column, e: Column, step: Column, tiers: int, stability: Stability) -> Column:
+def let(value: Column, body: Callable[[Column], Column]) -> Column:
+    """`body(value)` with `value` computed once. The fold's lambdas are evaluated without
+    code generation or common subexpression elimination: a value used in several places
+    of a step would be computed in each."""
+    return F.element_at(F.transform(F.array(value), body), 1)
+
+
+def _step(acc: Column, e: Column, step: Column, stability: Stability) -> Column:
     """One period of the fold: the state after it, its output appended."""
     follows = acc["prev"].isNotNull() & (e["k"] == acc["prev"] + step)
-    # a previous tier only where the period before is there and in a tier
-    previous = F.when(follows & (acc["stable"] >= 0), acc["stable"])
-    pending_before = F.when(follows, acc["pending"])
-    count_before = F.when(follows, acc["n"]).otherwise(F.lit(0))
-    raw = e["t"]
-    candidate = F.when(raw < 0, raw).otherwise(
-        F.coalesce(held_tier(previous, raw, e["v"], e["c"], tiers, stability.hysteresis), raw)
+    before = F.struct(
+        # a previous tier only where the period before is there and in a tier
+        F.when(follows & (acc["stable"] >= 0), acc["stable"]).alias("tier"),
+        F.when(follows, acc["pending"]).alias("pending"),
+        F.when(follows, acc["n"]).otherwise(F.lit(0)).alias("n"),
     )
-    counted = F.when(candidate == pending_before, count_before + 1).otherwise(F.lit(1))
-    moves = (
-        previous.isNull()
-        | (candidate < 0)
-        | (candidate == previous)
-        | (counted >= stability.confirm_periods)
+    return F.when(e["seed"], _seeded(acc, e)).otherwise(
+        let(before, lambda b: _computed(acc, e, b, stability))
     )
-    stable = F.when(moves, candidate).otherwise(previous)
-    pending = F.when(moves, F.lit(None).cast("int")).otherwise(candidate)
-    count = F.when(moves, F.lit(0)).otherwise(counted)
-    out = F.struct(stable.alias("stable"), pending.alias("pending"), count.alias("n"))
-    seeded = F.struct(
+
+
+def _computed(acc: Column, e: Column, before: Column, stability: Stability) -> Column:
+    previous, raw = before["tier"], e["t"]
+    # (not a coalesce: Spark takes element_at of a null index for never null, and drops it)
+    candidate = F.when((raw < 0) | previous.isNull(), raw).otherwise(
+        F.element_at(e["h"], previous + 1)
+    )
+
+    def state(c: Column) -> Column:
+        counted = F.when(c == before["pending"], before["n"] + 1).otherwise(F.lit(1))
+        moves = (
+            previous.isNull() | (c < 0) | (c == previous) | (counted >= stability.confirm_periods)
+        )
+        out = F.struct(
+            F.when(moves, c).otherwise(previous).alias("stable"),
+            F.when(moves, F.lit(None).cast("int")).otherwise(c).alias("pending"),
+            F.when(moves, F.lit(0)).otherwise(counted).alias("n"),
+        )
+        return let(
+            out,
+            lambda o: F.struct(
+                e["k"].alias("prev"),
+                o["stable"].alias("stable"),
+                o["pending"].alias("pending"),
+                o["n"].alias("n"),
+                F.concat(acc["out"], F.array(o)).alias("out"),
+            ),
+        )
+
+    return let(candidate, state)
+
+
+def _seeded(acc: Column, e: Column) -> Column:
+    """A stored period: its state stands as the one before the next period."""
+    out = F.struct(
+        e["s_stable"].alias("stable"),
+        e["s_pending"].alias("pending"),
+        F.coalesce(e["s_n"], F.lit(0)).alias("n"),
+    )
+    return F.struct(
         e["k"].alias("prev"),
         e["s_stable"].alias("stable"),
         e["s_pending"].alias("pending"),
         F.coalesce(e["s_n"], F.lit(0)).alias("n"),
         F.concat(acc["out"], F.array(out)).alias("out"),
     )
-    computed = F.struct(
-        e["k"].alias("prev"),
-        stable.alias("stable"),
-        pending.alias("pending"),
-        count.alias("n"),
-        F.concat(acc["out"], F.array(out)).alias("out"),
-    )
-    return F.when(e["seed"], seeded).otherwise(computed)
 
 
 def held_tier(
