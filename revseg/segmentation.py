@@ -62,11 +62,19 @@ def rfm_segmented(customer_periods: DataFrame, cuts: DataFrame, tiering: Tiering
     first: `545`), scored against the (small, broadcast) score floors."""
     joined = customer_periods.join(F.broadcast(cuts), list(tier_keys(tiering.groups)), "left")
     measures = rfm_measures(tiering.timezone)
-    scores = [rfm_score(measures[m], F.col(f"{m}_floors")) for m in RFM_MEASURES]
+    # the scores as columns of their own: the score map reads each one in every rule, and
+    # Spark computes a subexpression of a CASE's later branches again where it appears
+    scored = joined.select(
+        *customer_periods.columns,
+        *LABELS,
+        "cut_points",
+        *[rfm_score(measures[m], F.col(f"{m}_floors")).alias(f"_{m}") for m in RFM_MEASURES],
+    )
+    scores = [F.col(f"_{m}") for m in RFM_MEASURES]
     value, points = F.col(METRIC_VALUE), F.col("cut_points")
     segment = rfm_segment(scores, tiering.rfm, value, points)
     score = F.when(ranked() & points.isNotNull(), F.concat(*[s.cast("string") for s in scores]))
-    return joined.select(
+    return scored.select(
         *customer_periods.columns, *LABELS, segment.alias("segment"), score.alias("rfm_score")
     )
 
