@@ -51,6 +51,30 @@ def pareto_classes(cents: np.ndarray, classes: list[tuple[str, float]]) -> np.nd
     return names
 
 
+def pareto_gaps(
+    values: np.ndarray, exact: np.ndarray, got: np.ndarray, names: list[str]
+) -> tuple[float, int]:
+    """For the customers whose class differs from the exact one: the largest relative
+    gap between a customer's value and the least value of the class it was given (the
+    boundary it was let over), and how many were not given the class just above."""
+    rank = {name: i for i, name in enumerate(names)}
+    moved = exact != got
+    if not moved.any():
+        return 0.0, 0
+    exact_rank = np.array([rank[n] for n in exact])
+    got_rank = np.array([rank.get(n, -1) for n in got])
+    outside = int((moved & (got_rank != exact_rank - 1)).sum())
+    gap = 0.0
+    for cls in set(got_rank[moved]):
+        members = values[(exact_rank == cls)]
+        if len(members) == 0:
+            continue
+        boundary = float(members.min())
+        mine = values[moved & (got_rank == cls)]
+        gap = max(gap, float(((boundary - mine) / boundary).max()))
+    return gap, outside
+
+
 def measure(out: Path, pareto: list[tuple[str, float]] | None) -> dict[str, Any]:
     columns = ["period_grain", "period", "customer_id", "revenue", "segment", "value_percentile"]
     segments = DeltaTable(str(out / "customer_segments")).to_pyarrow_table(columns=columns)
@@ -67,7 +91,7 @@ def measure(out: Path, pareto: list[tuple[str, float]] | None) -> dict[str, Any]
         "lorenz_abs": 0.0,
         "value_percentile_abs": 0.0,
     }
-    moved = customers = 0
+    moved = customers = outside_bound = 0
     for (grain, period), rows in frame.groupby(["period_grain", "period"]):
         cents = rows["cents"].to_numpy()
         positive = np.sort(cents[cents > 0])
@@ -98,13 +122,18 @@ def measure(out: Path, pareto: list[tuple[str, float]] | None) -> dict[str, Any]
         )
         if pareto:
             exact_names = pareto_classes(values, pareto)
-            moved += int((exact_names != ranked["segment"].to_numpy(dtype=object)).sum())
+            got_names = ranked["segment"].to_numpy(dtype=object)
+            moved += int((exact_names != got_names).sum())
             customers += len(values)
+            gap, outside = pareto_gaps(values, exact_names, got_names, [n for n, _ in pareto])
+            worst["pareto_gap_to_boundary"] = max(worst.get("pareto_gap_to_boundary", 0.0), gap)
+            outside_bound += outside
     result: dict[str, Any] = {"periods": int(frame.groupby(["period_grain", "period"]).ngroups)}
     result.update({k: round(v, 6) for k, v in worst.items()})
     if pareto:
         result["pareto_customers_in_another_class"] = moved
         result["pareto_customers"] = customers
+        result["pareto_moved_not_one_class_up"] = outside_bound
     return result
 
 
